@@ -1,0 +1,191 @@
+"""`mlops`: the command line of the platform. Commands are thin: they call library code.
+
+Heavy libraries (MLflow, Ray, XGBoost) are imported inside commands, so `mlops --help`
+and the quick commands stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops.console import console, run_guarded
+from services.datagen import DRIFT_KINDS
+from services.spec import load_spec, service_names
+
+app = typer.Typer(
+    help="MLOps GitOps platform: train, promote, serve and monitor ML services.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(help="Local stack: MLflow server and Ray head.", no_args_is_help=True)
+stage_app = typer.Typer(help="DVC pipeline stages (called by dvc.yaml).", no_args_is_help=True)
+data_app = typer.Typer(help="Training snapshots.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(stage_app, name="stage")
+app.add_typer(data_app, name="data")
+
+DriftKind = Enum("DriftKind", {k.replace("-", "_"): k for k in DRIFT_KINDS}, type=str)  # type: ignore[misc]
+ServiceOption = Annotated[
+    str, typer.Option("--service", "-s", help="Service name (folder under services/).")
+]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("urllib3", "alembic", "mlflow.store", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# --- stack ----------------------------------------------------------------------------------
+
+
+def _print_status(components: list[Any]) -> None:
+    table = Table("component", "healthy", "url", "managed here")
+    for c in components:
+        table.add_row(
+            c.name,
+            "[green]yes[/]" if c.healthy else "[red]no[/]",
+            c.url,
+            "yes" if c.managed else "external",
+        )
+    console.print(table)
+
+
+@stack_app.command("up")
+def stack_up(ray: Annotated[bool, typer.Option(help="Also start the Ray head.")] = True) -> None:
+    """Start the MLflow server (and Ray head); wait until healthy; print the URLs."""
+    from mlops import stack
+
+    _print_status(run_guarded(lambda: stack.up(with_ray=ray)))
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop what `stack up` started."""
+    from mlops import stack
+
+    stack.down()
+    console.print("stack stopped")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show whether MLflow and Ray are up; exit 1 if any is down."""
+    from mlops import stack
+
+    components = stack.status()
+    _print_status(components)
+    if not all(c.healthy for c in components):
+        raise typer.Exit(1)
+
+
+# --- data and pipeline stages ---------------------------------------------------------------
+
+
+@data_app.command("init")
+def data_init(service: Annotated[list[str] | None, typer.Option("--service", "-s")] = None) -> None:
+    """Make every snapshot present: `dvc pull`, or rebuild the deterministic default data."""
+    from training.data import ensure_snapshot
+
+    for name in service or service_names():
+        how = run_guarded(lambda name=name: ensure_snapshot(load_spec(name)))
+        console.print(f"{name}: snapshot {how}")
+
+
+@app.command()
+def sample(
+    service: ServiceOption,
+    rows: Annotated[int, typer.Option(min=1, max=100_000)] = 5,
+    drift: Annotated[DriftKind, typer.Option(help="Simulated drift.")] = DriftKind.none,  # type: ignore[attr-defined]
+    seed: int = 0,
+) -> None:
+    """Print `{"records": [...]}` JSON of generated rows (features only)."""
+    from services.datagen import generate
+    from services.schema import frame_to_records
+
+    spec = run_guarded(lambda: load_spec(service))
+    frame = generate(spec, rows, seed, drift.value)[spec.feature_names]
+    typer.echo(json.dumps({"records": frame_to_records(spec, frame)}))
+
+
+def _stage(name: str, action: Callable[[Any], Any], service: str) -> None:
+    result = run_guarded(lambda: action(load_spec(service)))
+    console.print(f"{service} {name}: {json.dumps(result)}")
+
+
+@stage_app.command("prepare")
+def stage_prepare(service: str) -> None:
+    """Validate the snapshot against the spec and split it."""
+    from training.data import prepare
+
+    _stage("prepare", prepare, service)
+
+
+@stage_app.command("train")
+def stage_train(service: str) -> None:
+    """Train XGBoost with the spec's params."""
+    from training.train import train
+
+    _stage("train", train, service)
+
+
+@stage_app.command("evaluate")
+def stage_evaluate(service: str) -> None:
+    """Write test metrics and plot data."""
+    from training.evaluate import evaluate
+
+    _stage("evaluate", evaluate, service)
+
+
+@stage_app.command("register")
+def stage_register(service: str) -> None:
+    """Register a new MLflow model version with lineage (refused below the floor)."""
+    from training.register import register
+
+    _stage("register", register, service)
+
+
+@app.command()
+def versions(
+    service: Annotated[list[str] | None, typer.Option("--service", "-s")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List registered versions with their metrics, lineage and aliases."""
+    from services.catalogue_report import registered_versions
+
+    rows = run_guarded(lambda: registered_versions(service or service_names()))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("service", "version", "aliases", "metric", "git", "data md5")
+    for r in rows:
+        table.add_row(
+            r["service"],
+            r["version"],
+            ",".join(r["aliases"]),
+            f"{r['metric']}={r['value']}",
+            r["git_commit"][:8],
+            r["dvc_data_md5"][:8],
+        )
+    Console().print(table)
+
+
+# Commands of each area live in their own module and add themselves to `app`.
+from mlops.commands import gitops, monitoring, serving  # noqa: E402
+
+for area in (serving, monitoring, gitops):
+    area.register(app)

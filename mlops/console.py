@@ -1,0 +1,39 @@
+"""Console helpers shared by the CLI commands: one way to report errors and exit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error and exit non-zero (never a traceback for expected failures)."""
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def run_guarded(action: Callable[[], Any]) -> Any:
+    """Run library code; expected failures become a one-line message and exit code 1."""
+    from mlflow.exceptions import MlflowException
+
+    from services.registry import RegistryUnavailable
+    from services.spec import SpecError
+
+    try:
+        return action()
+    except (
+        SpecError,
+        RegistryUnavailable,
+        MlflowException,
+        ValueError,
+        KeyError,
+        RuntimeError,
+        FileNotFoundError,
+        TimeoutError,
+    ) as exc:
+        fail(str(exc).strip("'\""))

@@ -1,0 +1,195 @@
+"""The local stack: a real MLflow server and a real Ray head node, started in the background.
+
+Idempotent: `up` starts what is down and waits until healthy; `down` stops what runs.
+Nothing is started for a part the environment points elsewhere (MLFLOW_TRACKING_URI,
+RAY_ADDRESS set to a remote address).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    healthy: bool
+    url: str
+    managed: bool  # started by this stack (False: an external server from the environment)
+
+
+def _bin(name: str) -> str:
+    """A console script from this environment (falls back to PATH)."""
+    local = Path(sys.executable).with_name(name)
+    return str(local) if local.exists() else name
+
+
+def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait(check: object, what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not become healthy within {timeout_s:.0f}s")
+
+
+def _is_local(host_port: str) -> bool:
+    return any(h in host_port for h in LOCAL_HOSTS)
+
+
+# --- MLflow -------------------------------------------------------------------------------
+
+
+def mlflow_status(settings: Settings) -> ComponentStatus:
+    uri = settings.tracking_uri
+    return ComponentStatus("mlflow", _http_ok(f"{uri}/health"), uri, _is_local(uri))
+
+
+def mlflow_up(settings: Settings, timeout_s: float = 60.0) -> ComponentStatus:
+    status = mlflow_status(settings)
+    if status.healthy or not status.managed:
+        return status
+    root = settings.home / "mlflow"
+    (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    command = [
+        _bin("mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.mlflow_port),
+        "--workers",
+        "1",
+    ]
+    with open(logs / "mlflow.log", "ab") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    (settings.home / "mlflow.pid").write_text(str(process.pid))
+    _wait(
+        lambda: mlflow_status(settings).healthy,
+        f"MLflow server (log: {logs / 'mlflow.log'})",
+        timeout_s,
+    )
+    return mlflow_status(settings)
+
+
+def mlflow_down(settings: Settings) -> None:
+    pid_file = settings.home / "mlflow.pid"
+    if not pid_file.exists():
+        return
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+    pid_file.unlink()
+    _wait(lambda: not mlflow_status(settings).healthy, "MLflow shutdown", 30)
+
+
+# --- Ray ----------------------------------------------------------------------------------
+
+
+def haproxy_env() -> dict[str, str]:
+    """Ray Serve's HAProxy ingress when Debian's haproxy is installed (see docs/SERVING.md)."""
+    binary = shutil.which("haproxy")
+    if binary is None or os.environ.get("MLOPS_INGRESS", "haproxy") != "haproxy":
+        return {}
+    return HAPROXY_ENV | {"RAY_SERVE_HAPROXY_BINARY_PATH": binary}
+
+
+def ray_status(settings: Settings) -> ComponentStatus:
+    url = settings.dashboard_url
+    return ComponentStatus(
+        "ray", _http_ok(f"{url}/api/version"), url, _is_local(settings.ray_address)
+    )
+
+
+def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
+    status = ray_status(settings)
+    if status.healthy or not status.managed:
+        return status
+    ingress = haproxy_env()
+    if not ingress:
+        log.warning(
+            "haproxy not found: Ray Serve falls back to its Python HTTP proxy, "
+            "which caps throughput (install Debian's haproxy: `make install`)"
+        )
+    port = settings.ray_address.rsplit(":", 1)[-1]
+    command = [
+        _bin("ray"),
+        "start",
+        "--head",
+        f"--port={port}",
+        "--dashboard-host=127.0.0.1",
+        "--disable-usage-stats",
+    ]
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ | ingress | {"RAY_USAGE_STATS_ENABLED": "0"},
+    )
+    _wait(lambda: ray_status(settings).healthy, "Ray head", timeout_s)
+    return ray_status(settings)
+
+
+def ray_down(settings: Settings) -> None:
+    if ray_status(settings).managed:
+        subprocess.run([_bin("ray"), "stop", "--force"], capture_output=True, check=False)
+
+
+# --- whole stack --------------------------------------------------------------------------
+
+
+def up(with_ray: bool = True) -> list[ComponentStatus]:
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    started = [mlflow_up(settings)]
+    if with_ray:
+        started.append(ray_up(settings))
+    return started
+
+
+def down() -> None:
+    settings = get_settings()
+    ray_down(settings)
+    mlflow_down(settings)
+
+
+def status() -> list[ComponentStatus]:
+    settings = get_settings()
+    return [mlflow_status(settings), ray_status(settings)]

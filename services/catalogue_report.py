@@ -1,0 +1,39 @@
+"""Registered versions of the catalogue's services, as plain rows for tables and JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.registry import connect
+from services.spec import load_spec
+
+
+def registered_versions(services: list[str]) -> list[dict[str, Any]]:
+    """Every registered version of `services`, newest first per service."""
+    client = connect()
+    rows = []
+    for name in services:
+        spec = load_spec(name)
+        versions = client.search_model_versions(f"name = '{name}'")
+        aliases = _aliases(client, name)
+        for v in sorted(versions, key=lambda v: -int(v.version)):
+            metric = spec.evaluation.metric
+            rows.append(
+                {
+                    "service": name,
+                    "version": str(v.version),
+                    "aliases": sorted(a for a, n in aliases.items() if n == str(v.version)),
+                    "metric": metric,
+                    "value": v.tags.get(f"metric.{metric}", "?"),
+                    "git_commit": v.tags.get("git_commit", "?"),
+                    "dvc_data_md5": v.tags.get("dvc_data_md5", "?"),
+                }
+            )
+    return rows
+
+
+def _aliases(client: Any, name: str) -> dict[str, str]:
+    try:
+        return dict(client.get_registered_model(name).aliases)
+    except Exception:
+        return {}

@@ -1,0 +1,60 @@
+"""The inference log: every prediction and every feedback label, as Parquet under an fsspec URI.
+
+Layout (one file per flush, never rewritten, so writers need no coordination):
+    <uri>/<service>/predictions/date=YYYY-MM-DD/<writer>-<seq>.parquet
+    <uri>/<service>/feedback/date=YYYY-MM-DD/<writer>-<seq>.parquet
+Serving writes it (buffered, off the request path); monitoring reads it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+import fsspec
+import pandas as pd
+import pyarrow.parquet as pq
+
+Kind = Literal["predictions", "feedback"]
+PREDICTION_COLUMNS = ("request_id", "timestamp", "service", "model_version", "endpoint")
+FEEDBACK_COLUMNS = ("request_id", "timestamp", "service", "label")
+
+
+def kind_root(uri: str, service: str, kind: Kind) -> str:
+    return f"{uri.rstrip('/')}/{service}/{kind}"
+
+
+def write_part(uri: str, service: str, kind: Kind, frame: pd.DataFrame, writer: str) -> str:
+    """Write one immutable Parquet part; returns its URI. `frame` needs a `timestamp` column."""
+    day = pd.Timestamp(frame["timestamp"].iloc[0]).strftime("%Y-%m-%d")
+    name = f"{writer}-{datetime.now(UTC):%H%M%S%f}-{uuid.uuid4().hex[:6]}.parquet"
+    path = f"{kind_root(uri, service, kind)}/date={day}/{name}"
+    fs, fs_path = fsspec.core.url_to_fs(path)
+    fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(fs_path + ".tmp", "wb") as handle:
+        frame.to_parquet(handle, index=False)
+    fs.mv(fs_path + ".tmp", fs_path)  # readers never see a half-written part
+    return path
+
+
+def read_log(
+    uri: str,
+    service: str,
+    kind: Kind,
+    since: datetime | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """All rows of one kind (optionally from `since` on); an empty frame when there are none."""
+    fs, root = fsspec.core.url_to_fs(kind_root(uri, service, kind))
+    files = sorted(fs.glob(f"{root}/date=*/*.parquet"))
+    if since is not None:
+        first_day = since.strftime("%Y-%m-%d")
+        files = [f for f in files if f.split("date=")[1][:10] >= first_day]
+    if not files:
+        return pd.DataFrame(columns=list(columns or ()))
+    frames = [pq.read_table(f, columns=columns, filesystem=fs).to_pandas() for f in files]
+    frame = pd.concat(frames, ignore_index=True)
+    if since is not None:
+        frame = frame[frame["timestamp"] >= pd.Timestamp(since)]
+    return frame.reset_index(drop=True)

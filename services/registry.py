@@ -1,0 +1,46 @@
+"""The MLflow model registry as the hand-off between training, serving and monitoring."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import mlflow
+from mlflow import MlflowClient
+
+from services.settings import get_settings
+
+PRODUCTION = "production"
+PREVIOUS = "previous"
+REFERENCE_ARTIFACT = "reference/reference.parquet"  # run-relative, logged with every model
+
+
+class RegistryUnavailable(RuntimeError):
+    """The MLflow tracking server cannot be reached."""
+
+
+def check_server(tracking_uri: str, timeout_s: float = 3.0) -> None:
+    """Fail with a clear message when an HTTP tracking server is down."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s):
+            return
+    except (urllib.error.URLError, OSError) as exc:
+        raise RegistryUnavailable(
+            f"MLflow tracking server {tracking_uri} is not reachable ({exc}); "
+            "start the local stack with `mlops stack up` or set MLFLOW_TRACKING_URI"
+        ) from None
+
+
+def connect() -> MlflowClient:
+    """Point MLflow at the configured tracking server (checked) and return a client."""
+    uri = get_settings().tracking_uri
+    check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def model_uri(service: str, version: str | int) -> str:
+    return f"models:/{service}/{version}"

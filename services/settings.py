@@ -1,0 +1,44 @@
+"""Settings read from the environment, with the ecosystem's standard names and local defaults.
+
+Read inside functions (never at import time) so tests and CLIs can change the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.spec import CATALOGUE_DIR
+
+REPO_ROOT = CATALOGUE_DIR.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the platform's state and services live."""
+
+    home: Path
+    tracking_uri: str
+    ray_address: str
+    serve_url: str
+    inference_log_uri: str
+    dashboard_url: str
+
+    @property
+    def mlflow_port(self) -> int:
+        return int(self.tracking_uri.rsplit(":", 1)[-1].split("/")[0])
+
+
+def get_settings() -> Settings:
+    """Current settings: MLOPS_HOME (local state), MLFLOW_TRACKING_URI, RAY_ADDRESS, ..."""
+    env = os.environ
+    home = Path(env.get("MLOPS_HOME", REPO_ROOT / ".mlops")).resolve()
+    return Settings(
+        home=home,
+        tracking_uri=env.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+        ray_address=env.get("RAY_ADDRESS", "127.0.0.1:6379"),
+        serve_url=env.get("MLOPS_SERVE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        inference_log_uri=env.get("MLOPS_INFERENCE_LOG_URI", str(home / "inference-log")),
+        dashboard_url=env.get("MLOPS_DASHBOARD_URL", "http://127.0.0.1:8265"),
+    )

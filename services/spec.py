@@ -1,0 +1,221 @@
+"""The service spec: one typed model of `services/<name>/service.yaml`.
+
+Training, serving and monitoring all read a service through `load_spec`; nothing else
+keeps a copy of a feature list, a threshold or an autoscaling setting.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CATALOGUE_DIR = Path(__file__).resolve().parent
+SPEC_FILE = "service.yaml"
+SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+
+FeatureType = Literal["numeric", "integer", "categorical", "boolean"]
+Task = Literal["binary", "regression"]
+Metric = Literal["roc_auc", "pr_auc", "f1", "rmse", "mae", "r2"]
+LOWER_IS_BETTER: frozenset[str] = frozenset({"rmse", "mae"})
+TASK_METRICS: dict[str, frozenset[str]] = {
+    "binary": frozenset({"roc_auc", "pr_auc", "f1"}),
+    "regression": frozenset({"rmse", "mae", "r2"}),
+}
+
+
+class SpecError(ValueError):
+    """A service spec that cannot be loaded; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    """One model input: its type, allowed values and whether it may be missing."""
+
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    type: FeatureType
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    nullable: bool = False
+
+    @model_validator(mode="after")
+    def _check_domain(self) -> Feature:
+        if self.type == "categorical":
+            if not self.categories:
+                raise ValueError("a categorical feature needs a non-empty 'categories' list")
+            if len(set(self.categories)) != len(self.categories):
+                raise ValueError("'categories' has duplicates")
+        elif self.categories is not None:
+            raise ValueError(
+                f"'categories' is only allowed on categorical features, not {self.type}"
+            )
+        if self.type in ("categorical", "boolean") and (
+            self.min is not None or self.max is not None
+        ):
+            raise ValueError("'min'/'max' are only allowed on numeric and integer features")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"'min' ({self.min}) is greater than 'max' ({self.max})")
+        return self
+
+
+class ModelSettings(_Strict):
+    """XGBoost training settings: booster params and boosting rounds."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    num_boost_round: int = Field(default=200, ge=1)
+    early_stopping_rounds: int = Field(default=20, ge=1)
+
+
+class Evaluation(_Strict):
+    """The metric a model is judged by and the floor it must reach to be registered."""
+
+    metric: Metric
+    floor: float
+    decision_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="binary: class 1 at or above"
+    )
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric not in LOWER_IS_BETTER
+
+    def meets(self, value: float, bar: float) -> bool:
+        """Whether `value` is at least as good as `bar` for this metric."""
+        return value >= bar if self.higher_is_better else value <= bar
+
+
+class Promotion(_Strict):
+    """Gates `mlops promote` checks before a version goes to production."""
+
+    tolerance: float = Field(default=0.01, ge=0, description="allowed loss vs production")
+    require_signature: bool = True
+
+
+class Autoscaling(_Strict):
+    """Ray Serve autoscaling_config fields for one deployment."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    initial_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: float = Field(default=2.0, gt=0)
+    upscale_delay_s: float = Field(default=10.0, ge=0)
+    downscale_delay_s: float = Field(default=300.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("'min_replicas' is greater than 'max_replicas'")
+        return self
+
+
+class Serving(_Strict):
+    """Real-time and batch deployment settings."""
+
+    realtime: Autoscaling = Autoscaling()
+    batch: Autoscaling = Autoscaling(min_replicas=0, max_replicas=1)
+    max_request_rows: int = Field(default=1_000, ge=1)
+    max_batch_rows: int = Field(default=100_000, ge=1)
+    max_ongoing_requests: int = Field(default=32, ge=1)
+
+
+class Monitoring(_Strict):
+    """Thresholds the scheduled monitor turns into retrain / revert decisions."""
+
+    feature_drift_share: float = Field(default=0.3, gt=0, le=1)
+    prediction_drift_threshold: float = Field(default=0.1, gt=0, le=1)
+    column_drift_threshold: float = Field(default=0.1, gt=0, le=1)
+    min_rows: int = Field(default=500, ge=1)
+    revert_window_hours: float = Field(default=72.0, ge=0)
+    performance_margin: float = Field(default=0.05, ge=0)
+
+
+class ServiceSpec(_Strict):
+    """Everything the platform knows about one ML service."""
+
+    name: str = Field(pattern=SERVICE_NAME_PATTERN, max_length=48)
+    description: str = ""
+    task: Task
+    target: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    features: tuple[Feature, ...] = Field(min_length=1)
+    model: ModelSettings = ModelSettings()
+    evaluation: Evaluation
+    promotion: Promotion = Promotion()
+    serving: Serving = Serving()
+    monitoring: Monitoring = Monitoring()
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ServiceSpec:
+        names = [f.name for f in self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate feature names: {', '.join(duplicates)}")
+        if self.target in names:
+            raise ValueError(f"target '{self.target}' is also listed as a feature")
+        if self.evaluation.metric not in TASK_METRICS[self.task]:
+            allowed = ", ".join(sorted(TASK_METRICS[self.task]))
+            raise ValueError(
+                f"metric '{self.evaluation.metric}' does not fit task '{self.task}' "
+                f"(allowed: {allowed})"
+            )
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def folder(self) -> Path:
+        return CATALOGUE_DIR / self.name
+
+
+def parse_spec(raw: Any, source: str) -> ServiceSpec:
+    """Validate a parsed YAML document; errors name `source` and each bad field."""
+    try:
+        return ServiceSpec.model_validate(raw)
+    except ValidationError as exc:
+        lines = [
+            f"{source}: {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        raise SpecError("invalid service spec\n  " + "\n  ".join(lines)) from None
+
+
+def load_spec_file(path: Path) -> ServiceSpec:
+    """Load and validate one service.yaml; the folder name must equal the spec's name."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    spec = parse_spec(raw, str(path))
+    if spec.name != path.parent.name:
+        raise SpecError(f"{path}: name: '{spec.name}' differs from its folder '{path.parent.name}'")
+    return spec
+
+
+def service_names(catalogue: Path = CATALOGUE_DIR) -> list[str]:
+    """Names of the services in the catalogue, sorted."""
+    return sorted(p.parent.name for p in catalogue.glob(f"*/{SPEC_FILE}"))
+
+
+@functools.cache
+def load_spec(name: str) -> ServiceSpec:
+    """The spec of service `name` from the catalogue; unknown or path-like names are refused."""
+    known = service_names()
+    if name not in known:
+        raise SpecError(f"unknown service '{name}' (known: {', '.join(known) or 'none'})")
+    return load_spec_file(CATALOGUE_DIR / name / SPEC_FILE)
+
+
+def load_catalogue() -> dict[str, ServiceSpec]:
+    """Every service spec in the catalogue, by name."""
+    return {name: load_spec(name) for name in service_names()}

@@ -1,0 +1,117 @@
+"""Training data: the DVC-tracked snapshot of each service and the `prepare` stage."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from collections import Counter
+
+import pandas as pd
+import yaml
+from sklearn.model_selection import train_test_split
+
+from services.datagen import generate
+from services.layout import ServicePaths
+from services.schema import MAX_REPORTED_PROBLEMS, Problem, validate_frame
+from services.settings import REPO_ROOT
+from services.spec import ServiceSpec
+from training.params import load_params
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "valid", "test")
+
+
+class DataError(ValueError):
+    """A snapshot that cannot be used; the message says which rows and columns are wrong."""
+
+
+def file_md5(path: object) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:  # type: ignore[call-overload]
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pointer_md5(paths: ServicePaths) -> str | None:
+    """The md5 recorded in the snapshot's .dvc pointer file, if there is one."""
+    if not paths.snapshot_pointer.exists():
+        return None
+    outs = yaml.safe_load(paths.snapshot_pointer.read_text())["outs"]
+    return str(outs[0]["md5"])
+
+
+def ensure_snapshot(spec: ServiceSpec) -> str:
+    """Make the service's snapshot present: `dvc pull` it, or rebuild the default one.
+
+    A fresh clone has an empty DVC remote; the default snapshot is deterministic, so it is
+    regenerated and must match the committed pointer. Returns how it was obtained.
+    """
+    paths = ServicePaths(spec.name)
+    expected = pointer_md5(paths)
+    if paths.snapshot.exists() and file_md5(paths.snapshot) == expected:
+        return "present"
+    if expected is not None and _dvc_pull(paths):
+        return "pulled"
+    params = load_params(spec.name).generate
+    paths.snapshot.parent.mkdir(parents=True, exist_ok=True)
+    generate(spec, params.rows, params.seed).to_parquet(paths.snapshot, index=False)
+    actual = file_md5(paths.snapshot)
+    if expected is not None and actual != expected:
+        raise DataError(
+            f"{paths.snapshot_pointer}: snapshot {expected} is in no reachable DVC remote and "
+            f"is not the default data (md5 {actual}); `dvc pull` it from its remote"
+        )
+    if expected is None:
+        subprocess.run(["dvc", "add", str(paths.snapshot)], cwd=REPO_ROOT, check=True)
+    return "generated"
+
+
+def _dvc_pull(paths: ServicePaths) -> bool:
+    result = subprocess.run(
+        ["dvc", "pull", "--quiet", str(paths.snapshot_pointer)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        log.info("dvc pull %s failed: %s", paths.snapshot_pointer, result.stderr.strip())
+    return result.returncode == 0 and paths.snapshot.exists()
+
+
+def problem_report(problems: list[Problem], source: str) -> str:
+    """A readable summary: counts per column, then the first problems by row."""
+    per_column = Counter(p.column for p in problems)
+    lines = [f"{source}: {len(problems)} invalid values"]
+    lines += [f"  column '{col}': {count} rows" for col, count in per_column.most_common()]
+    lines += [f"  {p}" for p in problems[:MAX_REPORTED_PROBLEMS]]
+    return "\n".join(lines)
+
+
+def prepare(spec: ServiceSpec) -> dict[str, int]:
+    """DVC stage: validate the snapshot against the spec and split it deterministically."""
+    paths = ServicePaths(spec.name)
+    split = load_params(spec.name).split
+    frame = pd.read_parquet(paths.snapshot)
+    problems = validate_frame(spec, frame)
+    if problems:
+        raise DataError(problem_report(problems, str(paths.snapshot.relative_to(REPO_ROOT))))
+    frame = frame[[*spec.feature_names, spec.target]]
+    stratify = frame[spec.target] if spec.task == "binary" else None
+    rest, test = train_test_split(
+        frame, test_size=split.test, random_state=split.seed, stratify=stratify
+    )
+    stratify = rest[spec.target] if spec.task == "binary" else None
+    train, valid = train_test_split(
+        rest, test_size=split.valid / (1 - split.test), random_state=split.seed, stratify=stratify
+    )
+    paths.prepared.mkdir(parents=True, exist_ok=True)
+    parts = {"train": train, "valid": valid, "test": test}
+    for name, part in parts.items():
+        part.reset_index(drop=True).to_parquet(paths.split(name), index=False)
+    return {name: len(part) for name, part in parts.items()}
+
+
+def load_split(spec: ServiceSpec, name: str) -> pd.DataFrame:
+    return pd.read_parquet(ServicePaths(spec.name).split(name))

@@ -1,0 +1,115 @@
+"""DVC stage `register`: log the model to MLflow and register a new version with lineage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+from importlib.metadata import version as installed_version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import xgboost as xgb
+
+from services.layout import ServicePaths
+from services.model import ServiceModel, prediction_frame, signature_from_spec
+from services.registry import REFERENCE_ARTIFACT, connect
+from services.settings import REPO_ROOT
+from services.spec import SPEC_FILE, ServiceSpec
+from training.data import load_split, pointer_md5
+from training.params import load_params, params_hash
+
+log = logging.getLogger(__name__)
+RUNTIME_PACKAGES = ("mlflow", "xgboost", "pandas", "numpy", "pyyaml", "pydantic")
+
+
+class FloorNotMet(RuntimeError):
+    """The evaluated model is worse than the floor in its spec."""
+
+
+def check_floor(spec: ServiceSpec, metrics: dict[str, float]) -> None:
+    metric, floor = spec.evaluation.metric, spec.evaluation.floor
+    value = metrics[metric]
+    if not spec.evaluation.meets(value, floor):
+        side = "below" if spec.evaluation.higher_is_better else "above"
+        raise FloorNotMet(
+            f"{spec.name}: {metric} {value:.4f} is {side} the floor {floor} set in "
+            f"services/{spec.name}/{SPEC_FILE} (evaluation.floor); the model is not registered"
+        )
+
+
+def git_commit() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def reference_sample(spec: ServiceSpec, model: ServiceModel, rows: int) -> pd.DataFrame:
+    """Training rows + the model's predictions: the baseline monitoring compares live data with."""
+    train = load_split(spec, "train")
+    sample = train.sample(n=min(rows, len(train)), random_state=0).reset_index(drop=True)
+    outputs = prediction_frame(spec, model.predict_matrix(model.encoder.encode_frame(sample)))
+    return pd.concat([sample, outputs], axis=1)
+
+
+def lineage_tags(spec: ServiceSpec, metrics: dict[str, float]) -> dict[str, str]:
+    paths = ServicePaths(spec.name)
+    tags = {
+        "git_commit": git_commit(),
+        "dvc_data_md5": pointer_md5(paths) or "untracked",
+        "params_hash": params_hash(spec, load_params(spec.name)),
+        "evaluation_metric": spec.evaluation.metric,
+    }
+    tags |= {f"metric.{name}": str(value) for name, value in metrics.items()}
+    return tags
+
+
+def register(spec: ServiceSpec) -> dict[str, str]:
+    """Log booster + spec as a pyfunc model, register version N of model `<service>`."""
+    paths = ServicePaths(spec.name)
+    metrics = json.loads(paths.metrics.read_text())
+    check_floor(spec, metrics)
+    client = connect()
+    mlflow.set_experiment(spec.name)
+    spec_path = spec.folder / SPEC_FILE
+    model = ServiceModel().load(paths.model, spec_path)
+    tags = lineage_tags(spec, metrics)
+    test = load_split(spec, "test")
+    with mlflow.start_run(run_name=f"train-{tags['git_commit'][:8]}") as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params(
+            {f"model.{k}": v for k, v in spec.model.params.items()}
+            | {"num_boost_round": spec.model.num_boost_round}
+        )
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifacts(str(paths.plots), artifact_path="plots")
+        with tempfile.TemporaryDirectory() as tmp:
+            reference = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+            reference_sample(spec, model, load_params(spec.name).reference_rows).to_parquet(
+                reference
+            )
+            mlflow.log_artifact(str(reference), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ServiceModel(),
+            artifacts={"booster": str(paths.model), "spec": str(spec_path)},
+            signature=signature_from_spec(spec),
+            input_example=test[spec.feature_names].head(3),
+            pip_requirements=[f"{p}=={installed_version(p)}" for p in RUNTIME_PACKAGES],
+            registered_model_name=spec.name,
+        )
+    version = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(spec.name, version, key, value)
+    record = {
+        "service": spec.name,
+        "version": version,
+        "run_id": run.info.run_id,
+        "booster_trees": str(xgb.Booster(model_file=str(paths.model)).num_boosted_rounds()),
+    }
+    paths.registration.write_text(json.dumps(record, indent=2) + "\n")
+    log.info("registered %s version %s", spec.name, version)
+    return record

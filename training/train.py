@@ -1,0 +1,42 @@
+"""DVC stage `train`: fit XGBoost with the spec's params on the prepared split."""
+
+from __future__ import annotations
+
+import xgboost as xgb
+
+from services.encoding import FeatureEncoder
+from services.layout import ServicePaths
+from services.spec import ServiceSpec
+from training.data import load_split
+
+
+def dmatrix(spec: ServiceSpec, split: str) -> xgb.DMatrix:
+    """A split as an XGBoost matrix with categorical columns marked."""
+    frame = load_split(spec, split)
+    encoder = FeatureEncoder(spec)
+    return xgb.DMatrix(
+        encoder.encode_frame(frame),
+        label=frame[spec.target].to_numpy(),
+        feature_names=encoder.names,
+        feature_types=encoder.feature_types,
+        enable_categorical=True,
+    )
+
+
+def train(spec: ServiceSpec) -> dict[str, int]:
+    """Train with early stopping on the validation split; write the booster file."""
+    train_set, valid_set = dmatrix(spec, "train"), dmatrix(spec, "valid")
+    booster = xgb.train(
+        spec.model.params,
+        train_set,
+        num_boost_round=spec.model.num_boost_round,
+        evals=[(valid_set, "valid")],
+        early_stopping_rounds=spec.model.early_stopping_rounds,
+        verbose_eval=False,
+    )
+    best = booster.best_iteration + 1
+    booster = booster[:best]  # keep only the trees that helped on validation
+    path = ServicePaths(spec.name).model
+    path.parent.mkdir(parents=True, exist_ok=True)
+    booster.save_model(path)
+    return {"trees": best}
