@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.settings import REPO_ROOT
+from services.settings import repo_root
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,7 @@ class ServicePaths:
     """Paths of one service's pipeline inputs and outputs, relative to `root`."""
 
     service: str
-    root: Path = REPO_ROOT
+    root: Path = field(default_factory=repo_root)
 
     @property
     def snapshot(self) -> Path:

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from services.spec import CATALOGUE_DIR
 
-REPO_ROOT = CATALOGUE_DIR.parent
+PACKAGE_REPO = CATALOGUE_DIR.parent
+
+
+def repo_root() -> Path:
+    """The working tree the pipeline reads and writes (MLOPS_REPO_ROOT, default this checkout)."""
+    return Path(os.environ.get("MLOPS_REPO_ROOT", PACKAGE_REPO)).resolve()
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class Settings:
 def get_settings() -> Settings:
     """Current settings: MLOPS_HOME (local state), MLFLOW_TRACKING_URI, RAY_ADDRESS, ..."""
     env = os.environ
-    home = Path(env.get("MLOPS_HOME", REPO_ROOT / ".mlops")).resolve()
+    home = Path(env.get("MLOPS_HOME", repo_root() / ".mlops")).resolve()
     return Settings(
         home=home,
         tracking_uri=env.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),

@@ -14,7 +14,6 @@ from sklearn.model_selection import train_test_split
 from services.datagen import generate
 from services.layout import ServicePaths
 from services.schema import MAX_REPORTED_PROBLEMS, Problem, validate_frame
-from services.settings import REPO_ROOT
 from services.spec import ServiceSpec
 from training.params import load_params
 
@@ -64,14 +63,14 @@ def ensure_snapshot(spec: ServiceSpec) -> str:
             f"is not the default data (md5 {actual}); `dvc pull` it from its remote"
         )
     if expected is None:
-        subprocess.run(["dvc", "add", str(paths.snapshot)], cwd=REPO_ROOT, check=True)
+        subprocess.run(["dvc", "add", str(paths.snapshot)], cwd=paths.root, check=True)
     return "generated"
 
 
 def _dvc_pull(paths: ServicePaths) -> bool:
     result = subprocess.run(
         ["dvc", "pull", "--quiet", str(paths.snapshot_pointer)],
-        cwd=REPO_ROOT,
+        cwd=paths.root,
         capture_output=True,
         text=True,
     )
@@ -96,7 +95,7 @@ def prepare(spec: ServiceSpec) -> dict[str, int]:
     frame = pd.read_parquet(paths.snapshot)
     problems = validate_frame(spec, frame)
     if problems:
-        raise DataError(problem_report(problems, str(paths.snapshot.relative_to(REPO_ROOT))))
+        raise DataError(problem_report(problems, str(paths.snapshot.relative_to(paths.root))))
     frame = frame[[*spec.feature_names, spec.target]]
     stratify = frame[spec.target] if spec.task == "binary" else None
     rest, test = train_test_split(

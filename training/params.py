@@ -8,10 +8,10 @@ import json
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.settings import REPO_ROOT
+from services.settings import repo_root
 from services.spec import ServiceSpec
 
-PARAMS_FILE = REPO_ROOT / "params.yaml"
+PARAMS_FILE = "params.yaml"
 
 
 class GenerateParams(BaseModel):
@@ -38,9 +38,9 @@ class PipelineParams(BaseModel):
 
 def load_params(service: str) -> PipelineParams:
     """The params.yaml entry of `service`; a missing entry names the file and the key."""
-    entries = yaml.safe_load(PARAMS_FILE.read_text())["services"]
+    entries = yaml.safe_load((repo_root() / PARAMS_FILE).read_text())["services"]
     if service not in entries:
-        raise KeyError(f"{PARAMS_FILE.name}: services.{service} is missing")
+        raise KeyError(f"{PARAMS_FILE}: services.{service} is missing")
     return PipelineParams.model_validate(entries[service])
 
 

@@ -16,7 +16,7 @@ import xgboost as xgb
 from services.layout import ServicePaths
 from services.model import ServiceModel, prediction_frame, signature_from_spec
 from services.registry import REFERENCE_ARTIFACT, connect
-from services.settings import REPO_ROOT
+from services.settings import repo_root
 from services.spec import SPEC_FILE, ServiceSpec
 from training.data import load_split, pointer_md5
 from training.params import load_params, params_hash
@@ -42,7 +42,7 @@ def check_floor(spec: ServiceSpec, metrics: dict[str, float]) -> None:
 
 def git_commit() -> str:
     result = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+        ["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True
     )
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
