@@ -13,14 +13,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
-from services.settings import Settings, get_settings
+from services.settings import Settings, get_settings, tool
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -33,12 +31,6 @@ class ComponentStatus:
     healthy: bool
     url: str
     managed: bool  # started by this stack (False: an external server from the environment)
-
-
-def _bin(name: str) -> str:
-    """A console script from this environment (falls back to PATH)."""
-    local = Path(sys.executable).with_name(name)
-    return str(local) if local.exists() else name
 
 
 def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
@@ -79,7 +71,7 @@ def mlflow_up(settings: Settings, timeout_s: float = 60.0) -> ComponentStatus:
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     command = [
-        _bin("mlflow"),
+        tool("mlflow"),
         "server",
         "--backend-store-uri",
         f"sqlite:///{root / 'mlflow.db'}",
@@ -149,7 +141,7 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
         )
     port = settings.ray_address.rsplit(":", 1)[-1]
     command = [
-        _bin("ray"),
+        tool("ray"),
         "start",
         "--head",
         f"--port={port}",
@@ -169,7 +161,7 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
 
 def ray_down(settings: Settings) -> None:
     if ray_status(settings).managed:
-        subprocess.run([_bin("ray"), "stop", "--force"], capture_output=True, check=False)
+        subprocess.run([tool("ray"), "stop", "--force"], capture_output=True, check=False)
 
 
 # --- whole stack --------------------------------------------------------------------------

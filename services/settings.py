@@ -6,12 +6,11 @@ Read inside functions (never at import time) so tests and CLIs can change the en
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.spec import CATALOGUE_DIR
-
-PACKAGE_REPO = CATALOGUE_DIR.parent
+PACKAGE_REPO = Path(__file__).resolve().parent.parent  # the checkout this package lives in
 
 
 def repo_root() -> Path:
@@ -47,3 +46,9 @@ def get_settings() -> Settings:
         inference_log_uri=env.get("MLOPS_INFERENCE_LOG_URI", str(home / "inference-log")),
         dashboard_url=env.get("MLOPS_DASHBOARD_URL", "http://127.0.0.1:8265"),
     )
+
+
+def tool(name: str) -> str:
+    """A console script of this environment (dvc, mlflow, ray, act), else from PATH."""
+    local = Path(sys.executable).with_name(name)
+    return str(local) if local.exists() else name

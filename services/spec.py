@@ -13,7 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CATALOGUE_DIR = Path(__file__).resolve().parent
+from services.settings import repo_root
+
 SPEC_FILE = "service.yaml"
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 
@@ -173,7 +174,7 @@ class ServiceSpec(_Strict):
 
     @property
     def folder(self) -> Path:
-        return CATALOGUE_DIR / self.name
+        return catalogue_dir() / self.name
 
 
 def parse_spec(raw: Any, source: str) -> ServiceSpec:
@@ -202,18 +203,28 @@ def load_spec_file(path: Path) -> ServiceSpec:
     return spec
 
 
-def service_names(catalogue: Path = CATALOGUE_DIR) -> list[str]:
+def catalogue_dir() -> Path:
+    """The folder holding one sub-folder per service (`services/` of the working tree)."""
+    return repo_root() / "services"
+
+
+def service_names() -> list[str]:
     """Names of the services in the catalogue, sorted."""
-    return sorted(p.parent.name for p in catalogue.glob(f"*/{SPEC_FILE}"))
+    return sorted(p.parent.name for p in catalogue_dir().glob(f"*/{SPEC_FILE}"))
 
 
-@functools.cache
 def load_spec(name: str) -> ServiceSpec:
     """The spec of service `name` from the catalogue; unknown or path-like names are refused."""
     known = service_names()
     if name not in known:
         raise SpecError(f"unknown service '{name}' (known: {', '.join(known) or 'none'})")
-    return load_spec_file(CATALOGUE_DIR / name / SPEC_FILE)
+    path = catalogue_dir() / name / SPEC_FILE
+    return _load_cached(path, path.stat().st_mtime_ns)
+
+
+@functools.cache
+def _load_cached(path: Path, mtime_ns: int) -> ServiceSpec:
+    return load_spec_file(path)
 
 
 def load_catalogue() -> dict[str, ServiceSpec]:

@@ -14,6 +14,7 @@ from sklearn.model_selection import train_test_split
 from services.datagen import generate
 from services.layout import ServicePaths
 from services.schema import MAX_REPORTED_PROBLEMS, Problem, validate_frame
+from services.settings import tool
 from services.spec import ServiceSpec
 from training.params import load_params
 
@@ -63,13 +64,13 @@ def ensure_snapshot(spec: ServiceSpec) -> str:
             f"is not the default data (md5 {actual}); `dvc pull` it from its remote"
         )
     if expected is None:
-        subprocess.run(["dvc", "add", str(paths.snapshot)], cwd=paths.root, check=True)
+        subprocess.run([tool("dvc"), "add", str(paths.snapshot)], cwd=paths.root, check=True)
     return "generated"
 
 
 def _dvc_pull(paths: ServicePaths) -> bool:
     result = subprocess.run(
-        ["dvc", "pull", "--quiet", str(paths.snapshot_pointer)],
+        [tool("dvc"), "pull", "--quiet", str(paths.snapshot_pointer)],
         cwd=paths.root,
         capture_output=True,
         text=True,

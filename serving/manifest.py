@@ -1,0 +1,196 @@
+"""The GitOps manifest `infra/serve/<env>.yaml`: a Ray Serve config file, the truth of what runs.
+
+One application per service (route `/<service>`); the model version lives in each
+deployment's `user_config`, so changing it swaps models in place. Edits keep comments
+(ruamel round-trip). Light on imports: monitoring and workflows use it without Ray.
+"""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from services.settings import repo_root
+from services.spec import ServiceSpec, load_catalogue
+
+IMPORT_PATH = "serving.app:build_app"
+REALTIME = "Realtime"
+BATCH = "Batch"
+DEPLOYMENTS = (REALTIME, BATCH)
+VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
+
+
+class ManifestError(ValueError):
+    """A manifest that is missing, malformed or names something that does not exist."""
+
+
+def manifest_path(env: str = "production") -> Path:
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", env):
+        raise ManifestError(f"invalid environment name '{env}'")
+    return repo_root() / "infra" / "serve" / f"{env}.yaml"
+
+
+def _yaml() -> YAML:
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 100
+    yaml.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    return yaml
+
+
+def load(path: Path) -> Any:
+    """The manifest document (comments kept), validated."""
+    try:
+        doc = _yaml().load(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: manifest not found") from None
+    except Exception as exc:  # ruamel raises several parser error types
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    validate(doc, str(path))
+    return doc
+
+
+def dump(doc: Any) -> str:
+    buffer = StringIO()
+    _yaml().dump(doc, buffer)
+    return buffer.getvalue()
+
+
+def save(path: Path, doc: Any) -> None:
+    validate(doc, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(dump(doc))
+    tmp.replace(path)
+
+
+def validate(doc: Any, source: str) -> None:
+    """Structure checks that name the file and the offending application or field."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("applications"), list):
+        raise ManifestError(f"{source}: 'applications' must be a list")
+    known = set(load_catalogue())
+    for index, app in enumerate(doc["applications"]):
+        where = f"{source}: applications[{index}]"
+        name = app.get("name") if isinstance(app, dict) else None
+        if name not in known:
+            raise ManifestError(f"{where}.name: unknown service '{name}'")
+        if app.get("route_prefix") != f"/{name}":
+            raise ManifestError(f"{where}.route_prefix: must be '/{name}'")
+        if app.get("import_path") != IMPORT_PATH:
+            raise ManifestError(f"{where}.import_path: must be '{IMPORT_PATH}'")
+        names = [d.get("name") for d in app.get("deployments", [])]
+        if sorted(names) != sorted(DEPLOYMENTS):
+            raise ManifestError(f"{where}.deployments: must be {list(DEPLOYMENTS)}, got {names}")
+        versions = {_deployment_version(d) for d in app["deployments"]}
+        if len(versions) != 1:
+            raise ManifestError(f"{where}: deployments disagree on model_version {versions}")
+        version = versions.pop()
+        if version is not None and not VERSION_PATTERN.match(version):
+            raise ManifestError(f"{where}: model_version '{version}' is not a version number")
+
+
+def _deployment_version(deployment: dict[str, Any]) -> str | None:
+    value = (deployment.get("user_config") or {}).get("model_version")
+    return None if value is None else str(value)
+
+
+def application(doc: Any, service: str, source: str = "manifest") -> Any:
+    for app in doc["applications"]:
+        if app["name"] == service:
+            return app
+    raise ManifestError(f"{source}: no application for service '{service}'")
+
+
+def versions(path: Path) -> dict[str, str | None]:
+    """Model version of every application (None: not promoted yet)."""
+    doc = load(path)
+    return {app["name"]: _deployment_version(app["deployments"][0]) for app in doc["applications"]}
+
+
+def set_model_version(path: Path, service: str, version: str | None) -> str | None:
+    """Point every deployment of `service` at `version`; returns the version it replaced."""
+    if version is not None and not VERSION_PATTERN.match(str(version)):
+        raise ManifestError(f"'{version}' is not a version number")
+    doc = load(path)
+    app = application(doc, service, str(path))
+    previous = _deployment_version(app["deployments"][0])
+    for deployment in app["deployments"]:
+        deployment.setdefault("user_config", {})["model_version"] = (
+            None if version is None else str(version)
+        )
+    save(path, doc)
+    return previous
+
+
+def deployable(doc: Any) -> dict[str, Any]:
+    """The Ray Serve config to deploy: applications that have a model version."""
+    config = {key: value for key, value in doc.items() if key != "applications"}
+    config["applications"] = [
+        app for app in doc["applications"] if _deployment_version(app["deployments"][0])
+    ]
+    return _plain(config)
+
+
+def _plain(value: Any) -> Any:
+    """ruamel containers -> plain dicts/lists (for JSON and the Ray REST API)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def render_application(spec: ServiceSpec, version: str | None) -> dict[str, Any]:
+    """The application entry a spec implies (autoscaling and limits come from the spec)."""
+
+    def autoscaling(name: str) -> dict[str, Any]:
+        settings = getattr(spec.serving, name)
+        return settings.model_dump(exclude_none=True)
+
+    user_config = {"model_version": version}
+    return {
+        "name": spec.name,
+        "route_prefix": f"/{spec.name}",
+        "import_path": IMPORT_PATH,
+        "args": {"service": spec.name},
+        "deployments": [
+            {
+                "name": REALTIME,
+                "max_ongoing_requests": spec.serving.max_ongoing_requests,
+                "autoscaling_config": autoscaling("realtime"),
+                "ray_actor_options": {"num_cpus": 0.25},
+                "user_config": dict(user_config),
+            },
+            {
+                "name": BATCH,
+                "max_ongoing_requests": 2,
+                "autoscaling_config": autoscaling("batch"),
+                "ray_actor_options": {"num_cpus": 0.25},
+                "user_config": dict(user_config),
+            },
+        ],
+    }
+
+
+def drift_from_catalogue(path: Path) -> list[str]:
+    """Differences between the manifest and what the specs imply (versions aside)."""
+    doc = _plain(load(path))
+    current = {app["name"]: app for app in doc["applications"]}
+    problems = []
+    for name, spec in load_catalogue().items():
+        if name not in current:
+            problems.append(f"{path}: no application for service '{name}'")
+            continue
+        version = _deployment_version(current[name]["deployments"][0])
+        if current[name] != render_application(spec, version):
+            problems.append(
+                f"{path}: application '{name}' differs from services/{name}/service.yaml"
+            )
+    return problems

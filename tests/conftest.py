@@ -1,0 +1,100 @@
+"""Shared fixtures: a copy of the repository, a real MLflow server, registered models.
+
+Integration and e2e tests never touch the developer's checkout or local stack: they work in
+a copy of the working tree (MLOPS_REPO_ROOT) with their own state folder (MLOPS_HOME) and an
+MLflow server on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.settings import PACKAGE_REPO, get_settings
+from services.spec import load_catalogue
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def copy_repo(destination: Path) -> Path:
+    """Copy the working tree (tracked and untracked, not ignored files) into a fresh git repo."""
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=PACKAGE_REPO,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for relative in filter(None, listed):
+        source = PACKAGE_REPO / relative
+        if source.is_file():
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=destination, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=destination, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=destination, check=True)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def session_env() -> Iterator[dict[str, str]]:
+    """Environment changes for the whole session, undone at the end."""
+    saved = dict(os.environ)
+    yield os.environ  # type: ignore[misc]
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory: pytest.TempPathFactory, session_env: dict[str, str]) -> Path:
+    """A private copy of the repository that the pipeline reads and writes."""
+    root = copy_repo(tmp_path_factory.mktemp("repo"))
+    session_env["MLOPS_REPO_ROOT"] = str(root)
+    session_env["MLOPS_HOME"] = str(root / ".mlops")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(repo: Path, session_env: dict[str, str]) -> Iterator[str]:
+    """A real `mlflow server` (SQLite + local artifacts) on a free port."""
+    from mlops import stack
+
+    session_env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{free_port()}"
+    settings = get_settings()
+    status = stack.mlflow_up(settings, timeout_s=120)
+    assert status.healthy
+    yield settings.tracking_uri
+    stack.mlflow_down(settings)
+
+
+@pytest.fixture(scope="session")
+def registered(mlflow_server: str) -> dict[str, str]:
+    """Version 1 of every service, trained by the pipeline's stage functions in the copy."""
+    from training.data import ensure_snapshot, prepare
+    from training.evaluate import evaluate
+    from training.register import register
+    from training.train import train
+
+    versions = {}
+    for name, spec in load_catalogue().items():
+        ensure_snapshot(spec)
+        prepare(spec)
+        train(spec)
+        evaluate(spec)
+        versions[name] = register(spec)["version"]
+    return versions
