@@ -1,0 +1,100 @@
+"""The current data: an inference-log window joined with feedback labels by request_id."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from services.inference_log import read_log
+
+log = logging.getLogger(__name__)
+DEFAULT_SINCE = "24h"
+LABEL = "label"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """`24h`, `90m`, `7d` (before now) or an ISO date/time (naive means UTC) -> aware UTC."""
+    now = now or datetime.now(UTC)
+    text = value.strip()
+    match = _DURATION.match(text)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"--since '{value}': expected a duration like 24h, 90m, 7d or an ISO date/time"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Rows the production version served since `since`, with labels where feedback came."""
+
+    since: datetime
+    frame: pd.DataFrame  # prediction rows (+ `label`, NaN when no feedback)
+    other_versions_rows: int  # rows in the window served by other model versions
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+    @property
+    def labelled(self) -> pd.DataFrame:
+        return self.frame[self.frame[LABEL].notna()]
+
+
+def _read(uri: str, service: str, kind: str, since: datetime) -> pd.DataFrame:
+    frame = read_log(uri, service, kind, since=since)  # type: ignore[arg-type]
+    if frame.empty or "timestamp" not in frame:
+        return frame
+    stamps = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame.assign(timestamp=stamps)[stamps >= pd.Timestamp(since)]
+
+
+def _read_log(uri: str, service: str, kind: str, since: datetime) -> pd.DataFrame:
+    """read_log with the day-partition pruning; tolerates naive (UTC) timestamps in the log."""
+    try:
+        return _read(uri, service, kind, since)
+    except TypeError:  # naive timestamps in the log: compare as naive UTC
+        frame = read_log(uri, service, kind, since=since.replace(tzinfo=None))  # type: ignore[arg-type]
+        return frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True))
+
+
+def load_window(uri: str, service: str, since: datetime, model_version: str) -> Window:
+    """Predictions of `model_version` since `since`, joined with the latest label per request."""
+    predictions = _read_log(uri, service, "predictions", since)
+    feedback = _read_log(uri, service, "feedback", since)
+    if predictions.empty:
+        return Window(since, predictions.assign(**{LABEL: pd.Series(dtype=float)}), 0)
+    predictions = predictions.drop_duplicates("request_id", keep="last")
+    other = 0
+    if "model_version" in predictions and predictions["model_version"].notna().any():
+        served = predictions["model_version"].astype(str) == str(model_version)
+        other = int((~served).sum())
+        if other:
+            log.warning(
+                "%s: %d rows in the window were served by versions other than production v%s "
+                "and are left out",
+                service,
+                other,
+                model_version,
+            )
+        predictions = predictions[served]
+    labels = _latest_labels(feedback)
+    frame = predictions.merge(labels, on="request_id", how="left")
+    return Window(since, frame.reset_index(drop=True), other)
+
+
+def _latest_labels(feedback: pd.DataFrame) -> pd.DataFrame:
+    if feedback.empty or LABEL not in feedback:
+        return pd.DataFrame({"request_id": pd.Series(dtype=str), LABEL: pd.Series(dtype=float)})
+    latest = feedback.sort_values("timestamp").drop_duplicates("request_id", keep="last")
+    return latest[["request_id", LABEL]]
