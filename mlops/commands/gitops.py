@@ -2,8 +2,75 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from mlops.console import fail
+
+ci_app = typer.Typer(help="Helpers for the GitHub workflows.", no_args_is_help=True)
+
+Row = dict[str, Any]
+
+
+def new_versions(before: list[Row], after: list[Row]) -> list[Row]:
+    """Rows of `after` that `before` does not have (both from `mlops versions --json`)."""
+    seen = {(row["service"], str(row["version"])) for row in before}
+    return [row for row in after if (row["service"], str(row["version"])) not in seen]
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def versions_markdown(rows: list[Row]) -> str:
+    """A Markdown table of registered versions (a sentence when there are none)."""
+    if not rows:
+        return "No new model version was registered (no pipeline stage had changed)."
+    lines = [
+        "| service | version | metric | git commit | data md5 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in sorted(rows, key=lambda r: (r["service"], int(r["version"]))):
+        metric = f"{row.get('metric', '?')} = {row.get('value', '?')}"
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(v)
+                for v in (
+                    row["service"],
+                    row["version"],
+                    metric,
+                    str(row.get("git_commit", "?"))[:8],
+                    str(row.get("dvc_data_md5", "?"))[:8],
+                )
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def _read_rows(path: Path) -> list[Row]:
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        fail(f"{path}: not a `mlops versions --json` file ({exc})")
+    if not isinstance(rows, list):
+        fail(f"{path}: expected a JSON list of versions")
+    return rows
+
+
+@ci_app.command("new-versions")
+def new_versions_command(
+    before: Annotated[Path, typer.Argument(help="`mlops versions --json` before training.")],
+    after: Annotated[Path, typer.Argument(help="`mlops versions --json` after training.")],
+) -> None:
+    """Print a Markdown table of the versions registered between BEFORE and AFTER."""
+    typer.echo(versions_markdown(new_versions(_read_rows(before), _read_rows(after))))
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to `app`."""
+    app.add_typer(ci_app, name="ci")
