@@ -1,0 +1,256 @@
+"""HTTP payloads of a service: parse and validate requests, shape responses. No Ray here.
+
+Every rejection is a `RequestError` with a status and a JSON body naming the problem:
+400 unreadable body, 413 too large, 415 unknown content type, 422 invalid values.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
+
+from services.model import prediction_frame
+from services.schema import record_model, validate_frame
+from services.spec import ServiceSpec
+
+BYTES_PER_ROW = 1_024  # generous upper bound of one JSON record; bodies above rows x this are 413
+MAX_ERRORS = 20
+CSV_TYPES = ("text/csv", "application/csv")
+PARQUET_TYPES = (
+    "application/vnd.apache.parquet",
+    "application/x-parquet",
+    "application/octet-stream",
+)
+
+
+class RequestError(Exception):
+    """A request that is refused: HTTP status + JSON body."""
+
+    def __init__(
+        self, status: int, message: str, detail: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.detail = status, message, detail or []
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "detail": self.detail}
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def from_validation(error: ValidationError, max_rows: int) -> RequestError:
+    """422 naming record index and field; 413 when the list is longer than allowed."""
+    errors = error.errors(include_url=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return RequestError(400, f"body is not valid JSON: {errors[0]['msg']}")
+    if any(e["type"] == "too_long" and len(e["loc"]) == 1 for e in errors):
+        return RequestError(413, f"too many records: at most {max_rows} per request")
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+    first = errors[0]
+    summary = f"{_loc(first['loc']) or 'body'}: {first['msg']}"
+    if len(errors) > 1:
+        summary += f" (and {len(errors) - 1} more)"
+    return RequestError(422, summary, detail[:MAX_ERRORS])
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    request_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    label: float | int | StrictBool
+
+
+class ServiceApi:
+    """Validation and response shaping of one service, built once per replica."""
+
+    def __init__(self, spec: ServiceSpec, max_rows: int) -> None:
+        self.spec, self.max_rows = spec, max_rows
+        self.record = record_model(spec)
+        self.max_body_bytes = max_rows * BYTES_PER_ROW + 1_024
+        records = (list[self.record], Field(min_length=1, max_length=max_rows))  # type: ignore[name-defined]
+        self.request_model = create_model(
+            f"{self.record.__name__.removesuffix('Record')}Request",
+            __config__=ConfigDict(extra="forbid", strict=True),
+            records=records,
+        )
+        self._records_adapter = TypeAdapter(list[self.record])  # type: ignore[name-defined]
+
+    # --- requests --------------------------------------------------------------------------
+
+    def check_size(self, content_length: str | None, body: bytes | None = None) -> None:
+        size = len(body) if body is not None else int(content_length or 0)
+        if size > self.max_body_bytes:
+            raise RequestError(
+                413,
+                f"body of {size} bytes exceeds the limit of "
+                f"{self.max_body_bytes} bytes ({self.max_rows} records)",
+            )
+
+    def parse_records(self, body: bytes) -> list[dict[str, Any]]:
+        """`{"records": [...]}` -> validated records (dicts, spec order)."""
+        self.check_size(None, body)
+        try:
+            request = self.request_model.model_validate_json(body)
+        except ValidationError as exc:
+            raise from_validation(exc, self.max_rows) from None
+        return [r.__dict__ for r in request.records]
+
+    def parse_invocations(self, body: bytes) -> list[dict[str, Any]]:
+        """MLflow scoring protocol: dataframe_split, dataframe_records or inputs."""
+        self.check_size(None, body)
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:
+            raise RequestError(400, f"body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict) or len(payload) != 1:
+            raise RequestError(
+                422,
+                "body must have exactly one of the keys "
+                "'dataframe_split', 'dataframe_records', 'inputs'",
+            )
+        ((key, value),) = payload.items()
+        records = _mlflow_records(key, value)
+        if len(records) > self.max_rows:
+            raise RequestError(413, f"too many records: at most {self.max_rows} per request")
+        try:
+            items = self._records_adapter.validate_python(records)
+        except ValidationError as exc:
+            raise from_validation(exc, self.max_rows) from None
+        if not items:
+            raise RequestError(422, f"{key}: at least one record is required")
+        return [r.__dict__ for r in items]
+
+    def parse_table(self, body: bytes, content_type: str) -> pd.DataFrame:
+        """Batch body: JSON records, CSV or Parquet -> validated frame of feature columns."""
+        self.check_size(None, body)
+        kind = content_type.split(";")[0].strip().lower()
+        if kind in ("application/json", ""):
+            return pd.DataFrame.from_records(
+                self.parse_records(body), columns=self.spec.feature_names
+            )
+        try:
+            if kind in CSV_TYPES:
+                frame = pd.read_csv(io.BytesIO(body))
+            elif kind in PARQUET_TYPES:
+                frame = pd.read_parquet(io.BytesIO(body))
+            else:
+                raise RequestError(
+                    415,
+                    f"unsupported content type '{kind}': use application/json, "
+                    "text/csv or application/vnd.apache.parquet",
+                )
+        except RequestError:
+            raise
+        except Exception as exc:  # pandas/pyarrow parse errors of many types
+            raise RequestError(400, f"cannot read the {kind} body: {exc}") from None
+        if len(frame) > self.max_rows:
+            raise RequestError(413, f"too many rows: {len(frame)} > {self.max_rows} per request")
+        if frame.empty:
+            raise RequestError(422, "the table has no rows")
+        unknown = sorted(set(frame.columns) - set(self.spec.feature_names))
+        if unknown:
+            raise RequestError(422, f"unknown columns: {', '.join(unknown)}")
+        frame = frame.reindex(columns=self.spec.feature_names)
+        problems = validate_frame(self.spec, frame.assign(**{self.spec.target: 0}))
+        if problems:
+            detail = [{"loc": ["rows", p.row, p.column], "msg": p.message} for p in problems]
+            raise RequestError(
+                422,
+                f"{problems[0]} (and {len(problems) - 1} more)"
+                if len(problems) > 1
+                else str(problems[0]),
+                detail[:MAX_ERRORS],
+            )
+        return frame
+
+    def parse_feedback(self, body: bytes) -> dict[str, Any]:
+        """`{"request_id", "label"}`; the label must fit the task (binary: 0 or 1)."""
+        if len(body) > 4_096:
+            raise RequestError(413, "feedback body exceeds 4096 bytes")
+        try:
+            item = Feedback.model_validate_json(body)
+        except ValidationError as exc:
+            raise from_validation(exc, 1) from None
+        label = float(item.label)
+        if self.spec.task == "binary" and label not in (0.0, 1.0):
+            raise RequestError(
+                422,
+                "label: must be 0 or 1 for a binary service",
+                [{"loc": ["label"], "msg": "must be 0 or 1"}],
+            )
+        return {"request_id": item.request_id, "label": label}
+
+    # --- responses -------------------------------------------------------------------------
+
+    def predictions(self, raw: np.ndarray, request_ids: list[str]) -> list[dict[str, Any]]:
+        """Per-row predictions with their request ids (plain loop: cheapest for small requests)."""
+        if self.spec.task == "binary":
+            threshold = self.spec.evaluation.decision_threshold
+            return [
+                {"request_id": rid, "prediction": int(p >= threshold), "probability": float(p)}
+                for rid, p in zip(request_ids, raw.tolist(), strict=True)
+            ]
+        return [
+            {"request_id": rid, "prediction": float(p)}
+            for rid, p in zip(request_ids, raw.tolist(), strict=True)
+        ]
+
+    def prediction_columns(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """The same predictions as columns, for logging whole frames."""
+        return prediction_frame(self.spec, raw).to_dict("series")  # type: ignore[return-value]
+
+
+def new_request_ids(count: int) -> list[str]:
+    return [uuid.uuid4().hex for _ in range(count)]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _mlflow_records(key: str, value: Any) -> list[Any]:
+    if key == "dataframe_records" and isinstance(value, list):
+        return value
+    if key == "dataframe_split" and isinstance(value, dict):
+        columns, data = value.get("columns"), value.get("data")
+        if (
+            isinstance(columns, list)
+            and isinstance(data, list)
+            and all(isinstance(row, list) and len(row) == len(columns) for row in data)
+        ):
+            return [dict(zip(columns, row, strict=True)) for row in data]
+        raise RequestError(422, "dataframe_split: needs 'columns' and 'data' rows of equal length")
+    if key == "inputs":
+        if isinstance(value, list):
+            return value
+        if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+            lengths = {len(v) for v in value.values()}
+            if len(lengths) == 1:
+                return [
+                    dict(zip(value, row, strict=True)) for row in zip(*value.values(), strict=True)
+                ]
+        raise RequestError(
+            422, "inputs: must be a list of records or a mapping of equal-length columns"
+        )
+    raise RequestError(
+        422, f"unsupported key '{key}': use 'dataframe_split', 'dataframe_records' or 'inputs'"
+    )

@@ -1,0 +1,261 @@
+"""Ray Serve application of one service: a real-time FastAPI ingress and a batch deployment.
+
+`build_app` is the `import_path` target of every application in the manifest. Both
+deployments take the model version from `user_config` and swap it in `reconfigure()`.
+(No `from __future__ import annotations`: FastAPI must see real types in classes that Ray
+pickles by value.)
+"""
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel, ConfigDict
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from services.settings import get_settings
+from services.spec import ServiceSpec, load_spec
+from serving import openapi
+from serving.api import RequestError, ServiceApi, new_request_ids, now
+from serving.log_writer import InferenceLogWriter
+from serving.manifest import BATCH, REALTIME
+from serving.model_slot import LoadedModel, ModelSlot
+
+log = logging.getLogger(__name__)
+# Dynamic batching: requests already queued are scored together, none waits for company
+# (a wait would add straight to single-connection latency).
+MAX_BATCH_SIZE = 64
+BATCH_WAIT_S = 0.0
+
+
+class AppArgs(BaseModel):
+    """`args` of an application in the manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+    service: str
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload).encode(), status_code=status, media_type="application/json")
+
+
+def _error(exc: RequestError) -> Response:
+    return _json(exc.body(), exc.status)
+
+
+def _replica_id() -> str:
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # outside a replica (unit tests)
+        return "local"
+
+
+class _Replica:
+    """State every replica of a service holds: spec, payload rules, model slot, log writers."""
+
+    def __init__(self, service: str, max_rows: int, endpoint: str) -> None:
+        self.spec: ServiceSpec = load_spec(service)
+        self.api = ServiceApi(self.spec, max_rows)
+        self.slot = ModelSlot(service)
+        self.endpoint = endpoint
+        settings = get_settings()
+        writer = f"{endpoint}-{_replica_id()}"
+        self.predictions_log = InferenceLogWriter(
+            settings.inference_log_uri, service, "predictions", writer
+        )
+
+    def model(self) -> LoadedModel:
+        if self.slot.current is None:
+            raise RequestError(
+                503,
+                f"{self.spec.name}: no model loaded ({self.slot.error or 'no version deployed'})",
+            )
+        return self.slot.current
+
+    def log_records(
+        self,
+        records: list[dict[str, Any]],
+        raw: np.ndarray,
+        ids: list[str],
+        version: str,
+        endpoint: str,
+    ) -> None:
+        stamp = now()
+        meta = {
+            "timestamp": stamp,
+            "service": self.spec.name,
+            "model_version": version,
+            "endpoint": endpoint,
+        }
+        rows = []
+        for record, rid, prediction in zip(
+            records, ids, self.api.predictions(raw, ids), strict=True
+        ):
+            rows.append(
+                {
+                    **record,
+                    "request_id": rid,
+                    **meta,
+                    **{k: v for k, v in prediction.items() if k != "request_id"},
+                }
+            )
+        self.predictions_log.append_rows(rows)
+
+
+def realtime_deployment(spec: ServiceSpec) -> Any:
+    """The ingress deployment: predict, invocations, feedback, health; /batch forwards."""
+    api = FastAPI(
+        title=f"{spec.name} inference API",
+        version="1",
+        description=spec.description or f"Predictions of {spec.name}.",
+    )
+
+    @serve.deployment(name=REALTIME)
+    @serve.ingress(api)
+    class Realtime(_Replica):
+        def __init__(self, service: str, batch: DeploymentHandle) -> None:
+            super().__init__(service, spec.serving.max_request_rows, "predict")
+            self.batch = batch
+            self.batch_api = ServiceApi(spec, spec.serving.max_batch_rows)
+            self.feedback_log = InferenceLogWriter(
+                get_settings().inference_log_uri, service, "feedback", f"feedback-{_replica_id()}"
+            )
+
+        async def reconfigure(self, config: dict[str, Any]) -> None:
+            await self.slot.switch_to(config.get("model_version"))
+
+        @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
+        async def _score(self, batches: list[list[dict[str, Any]]]) -> list[tuple[str, np.ndarray]]:
+            loaded = self.model()
+            rows = [record for batch in batches for record in batch]
+            raw = loaded.model.predict_matrix(loaded.model.encoder.encode_records(rows))
+            out, start = [], 0
+            for batch in batches:
+                out.append((loaded.version, raw[start : start + len(batch)]))
+                start += len(batch)
+            return out
+
+        async def _respond(self, records: list[dict[str, Any]], endpoint: str) -> dict[str, Any]:
+            self.model()  # 503 before queueing when nothing is loaded
+            version, raw = await self._score(records)
+            ids = new_request_ids(len(records))
+            self.log_records(records, raw, ids, version, endpoint)
+            return {"model_version": version, "predictions": self.api.predictions(raw, ids)}
+
+        @api.post(
+            "/predict",
+            summary="Score 1..max_request_rows records",
+            response_description="Model version and one prediction per record",
+        )
+        async def predict(self, request: Request) -> Response:
+            try:
+                self.api.check_size(request.headers.get("content-length"))
+                return _json(
+                    await self._respond(self.api.parse_records(await request.body()), "predict")
+                )
+            except RequestError as exc:
+                return _error(exc)
+
+        @api.post("/invocations", summary="MLflow scoring protocol")
+        async def invocations(self, request: Request) -> Response:
+            try:
+                self.api.check_size(request.headers.get("content-length"))
+                records = self.api.parse_invocations(await request.body())
+                result = await self._respond(records, "invocations")
+                return _json(
+                    {
+                        "predictions": [
+                            {k: v for k, v in p.items() if k != "request_id"}
+                            for p in result["predictions"]
+                        ]
+                    }
+                )
+            except RequestError as exc:
+                return _error(exc)
+
+        @api.post("/batch", summary="Score a large JSON, CSV or Parquet table")
+        async def batch(self, request: Request) -> Response:
+            length = request.headers.get("content-length")
+            limit = spec.serving.max_batch_rows * 1_024 + 1_024
+            if length and int(length) > limit:
+                return _error(
+                    RequestError(
+                        413,
+                        f"body of {length} bytes exceeds the limit of "
+                        f"{limit} bytes ({spec.serving.max_batch_rows} rows)",
+                    )
+                )
+            body = await request.body()
+            status, payload = await self.batch.score.remote(
+                body, request.headers.get("content-type", "application/json")
+            )
+            return _json(payload, status)
+
+        @api.post("/feedback", status_code=202, summary="Record the true label of a prediction")
+        async def feedback(self, request: Request) -> Response:
+            try:
+                item = self.api.parse_feedback(await request.body())
+            except RequestError as exc:
+                return _error(exc)
+            self.feedback_log.append_rows([{**item, "timestamp": now(), "service": spec.name}])
+            return _json({"accepted": True, "request_id": item["request_id"]}, 202)
+
+        @api.get("/health", summary="Model version and readiness of the answering replica")
+        async def health(self) -> Response:
+            body = self.slot.health() | {"replica": _replica_id()}
+            return _json(body, 200 if body["ready"] else 503)
+
+        def __del__(self) -> None:
+            self.predictions_log.close()
+            self.feedback_log.close()
+
+    openapi.install(
+        api, {"/predict": ServiceApi(spec, spec.serving.max_request_rows).request_model}
+    )
+    return Realtime
+
+
+@serve.deployment(name=BATCH)
+class Batch(_Replica):
+    """Large tables, scored in one call; scales to zero when idle."""
+
+    def __init__(self, service: str) -> None:
+        spec = load_spec(service)
+        super().__init__(service, spec.serving.max_batch_rows, "batch")
+
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        await self.slot.switch_to(config.get("model_version"))
+
+    async def score(self, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+        try:
+            frame = self.api.parse_table(body, content_type)
+            loaded = self.model()
+        except RequestError as exc:
+            return exc.status, exc.body()
+        raw = loaded.model.predict_matrix(loaded.model.encoder.encode_frame(frame))
+        ids = new_request_ids(len(frame))
+        columns = self.api.prediction_columns(raw)
+        self.predictions_log.append_frame(
+            frame.assign(
+                request_id=ids,
+                timestamp=now(),
+                service=self.spec.name,
+                model_version=loaded.version,
+                endpoint="batch",
+                **columns,
+            )
+        )
+        return 200, {"model_version": loaded.version, "predictions": self.api.predictions(raw, ids)}
+
+    def __del__(self) -> None:
+        self.predictions_log.close()
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Application of one service (the manifest's `import_path`)."""
+    spec = load_spec(AppArgs.model_validate(args).service)
+    return realtime_deployment(spec).bind(spec.name, Batch.bind(spec.name))

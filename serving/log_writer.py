@@ -1,0 +1,93 @@
+"""Buffered inference-log writer: requests append in memory, a thread writes Parquet parts.
+
+Rows are flushed when the buffer reaches `max_rows`, every `interval_s`, and on `close()`
+(called from the replica's graceful shutdown), so no accepted row is lost on a redeploy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pandas as pd
+
+from services.inference_log import Kind, write_part
+
+log = logging.getLogger(__name__)
+
+
+class InferenceLogWriter:
+    """Thread-safe buffer of rows (dicts) and frames for one service and kind."""
+
+    def __init__(
+        self,
+        uri: str,
+        service: str,
+        kind: Kind,
+        writer_id: str,
+        max_rows: int = 20_000,
+        interval_s: float = 2.0,
+    ) -> None:
+        self.uri, self.service, self.kind, self.writer_id = uri, service, kind, writer_id
+        self.max_rows, self.interval_s = max_rows, interval_s
+        self._rows: list[dict[str, Any]] = []
+        self._frames: list[pd.DataFrame] = []
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name=f"log-{kind}", daemon=True)
+        self._thread.start()
+
+    def append_rows(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._rows.extend(rows)
+            self._pending += len(rows)
+            full = self._pending >= self.max_rows
+        if full:
+            self._wake.set()
+
+    def append_frame(self, frame: pd.DataFrame) -> None:
+        with self._lock:
+            self._frames.append(frame)
+            self._pending += len(frame)
+            full = self._pending >= self.max_rows
+        if full:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Write everything buffered so far as one Parquet part; returns the row count."""
+        with self._flush_lock:
+            with self._lock:
+                rows, frames = self._rows, self._frames
+                self._rows, self._frames, self._pending = [], [], 0
+            parts = frames + ([pd.DataFrame.from_records(rows)] if rows else [])
+            if not parts:
+                return 0
+            frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            try:
+                write_part(self.uri, self.service, self.kind, frame, self.writer_id)
+            except Exception:
+                log.exception("inference log write failed; keeping %d rows buffered", len(frame))
+                with self._lock:  # put them back in front, retried on the next flush
+                    self._frames.insert(0, frame)
+                    self._pending += len(frame)
+                return 0
+            self.written += len(frame)
+            return len(frame)
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> int:
+        """Stop the thread and write what is left (graceful shutdown)."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=30)
+        return self.flush()
