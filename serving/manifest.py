@@ -65,10 +65,19 @@ def dump(doc: Any) -> str:
 
 def save(path: Path, doc: Any) -> None:
     validate(doc, str(path))
+    write_text(path, dump(doc))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace the manifest atomically; the production manifest also re-renders its RayService."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(dump(doc))
+    tmp.write_text(text)
     tmp.replace(path)
+    if path.resolve() == manifest_path().resolve():
+        from serving import k8s  # the renderer reads this module; imported late
+
+        k8s.write(path)
 
 
 def validate(doc: Any, source: str) -> None:
@@ -194,3 +203,19 @@ def drift_from_catalogue(path: Path) -> list[str]:
                 f"{path}: application '{name}' differs from services/{name}/service.yaml"
             )
     return problems
+
+
+def sync_with_catalogue(path: Path) -> None:
+    """Rewrite each application's settings from its spec, keeping versions and comments."""
+    doc = load(path)
+    specs = load_catalogue()
+    apps = {app["name"]: app for app in doc["applications"]}
+    for name, spec in specs.items():
+        version = _deployment_version(apps[name]["deployments"][0]) if name in apps else None
+        rendered = render_application(spec, version)
+        if name in apps:
+            apps[name].clear()
+            apps[name].update(rendered)
+        else:
+            doc["applications"].append(rendered)
+    save(path, doc)

@@ -1,0 +1,117 @@
+"""`infra/k8s/rayservice.yaml`: a KubeRay RayService rendered from the serve manifest.
+
+Never edited by hand: every manifest write re-renders it and a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.settings import repo_root
+from serving.manifest import deployable, load
+
+IMAGE = "ghcr.io/OWNER/mlops-serving:latest"  # built from this repository (see docs/SERVING.md)
+HEADER = """\
+# KubeRay RayService rendered from {source} by `mlops render k8s`: do not edit by hand.
+# The image must contain this repository installed with its lock file (`uv sync --frozen`).
+# MLflow and the inference log are reached through the `mlops-serving` Secret/ConfigMap.
+"""
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (serveConfigV2) as readable `|` blocks."""
+
+
+_BlockDumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None
+    ),
+)
+
+
+def k8s_path() -> Path:
+    return repo_root() / "infra" / "k8s" / "rayservice.yaml"
+
+
+def _container(name: str, cpu: str, memory: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": IMAGE,
+        "env": [
+            {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"},
+            {"name": "RAY_SERVE_HAPROXY_BINARY_PATH", "value": "/usr/sbin/haproxy"},
+        ],
+        "envFrom": [
+            {"configMapRef": {"name": "mlops-serving"}},
+            {"secretRef": {"name": "mlops-serving"}},
+        ],
+        "resources": {
+            "requests": {"cpu": cpu, "memory": memory},
+            "limits": {"cpu": cpu, "memory": memory},
+        },
+    }
+
+
+def render(manifest_file: Path) -> str:
+    """The RayService document for the manifest's deployable applications."""
+    serve_config = deployable(load(manifest_file))
+    serve_config["http_options"] = {**serve_config.get("http_options", {}), "host": "0.0.0.0"}
+    head = {
+        "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
+        "template": {
+            "spec": {
+                "containers": [
+                    _container("ray-head", "1", "4Gi")
+                    | {
+                        "ports": [
+                            {"containerPort": 6379, "name": "gcs"},
+                            {"containerPort": 8265, "name": "dashboard"},
+                            {"containerPort": 8000, "name": "serve"},
+                        ]
+                    }
+                ]
+            }
+        },
+    }
+    workers = {
+        "groupName": "cpu",
+        "replicas": 1,
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "rayStartParams": {},
+        "template": {"spec": {"containers": [_container("ray-worker", "2", "4Gi")]}},
+    }
+    document = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": "mlops-serving", "labels": {"app.kubernetes.io/part-of": "mlops"}},
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
+            "rayClusterConfig": {
+                "rayVersion": installed_version("ray"),
+                "enableInTreeAutoscaling": True,
+                "headGroupSpec": head,
+                "workerGroupSpecs": [workers],
+            },
+        },
+    }
+    source = (
+        manifest_file.relative_to(repo_root())
+        if manifest_file.is_relative_to(repo_root())
+        else manifest_file
+    )
+    return HEADER.format(source=source) + yaml.dump(
+        document, Dumper=_BlockDumper, sort_keys=False, width=100
+    )
+
+
+def write(manifest_file: Path, target: Path | None = None) -> Path:
+    target = target or k8s_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render(manifest_file))
+    return target

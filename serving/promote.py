@@ -1,0 +1,210 @@
+"""`mlops promote <service>@v<N>`: gates, aliases, manifest edit, deploy, verify; or nothing.
+
+Any failure after the first change restores the manifest and the aliases (and redeploys
+the old manifest), so a failed promotion leaves everything as it was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from services.model import signature_from_spec
+from services.registry import PREVIOUS, PRODUCTION, PROMOTED_AT_TAG, connect, model_uri
+from services.settings import get_settings
+from services.spec import SERVICE_NAME_PATTERN, ServiceSpec, SpecError, load_spec
+from serving import manifest
+from serving.deploy import app_health, deploy
+
+log = logging.getLogger(__name__)
+_SERVICE, _VERSION = SERVICE_NAME_PATTERN[1:-1], manifest.VERSION_PATTERN.pattern[1:-1]
+TAG_PATTERN = re.compile(rf"^(?P<service>{_SERVICE})@v(?P<version>{_VERSION})$")
+VERIFY_STREAK = 5  # consecutive health answers that must report the new version
+
+
+class PromotionError(RuntimeError):
+    """A promotion refused by a gate or undone after a failure; the message says why."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    service: str
+    version: str
+    replaced: str | None
+    manifest: Path
+    deployed: bool
+
+
+def parse_tag(tag: str) -> tuple[str, str]:
+    """`<service>@v<N>` -> (service, N); anything else is refused with the expected form."""
+    match = TAG_PATTERN.fullmatch(tag.strip())
+    if not match:
+        raise PromotionError(
+            f"invalid tag '{tag}': expected <service>@v<N>, e.g. fraud-detection@v3"
+        )
+    try:
+        load_spec(match["service"])
+    except SpecError as exc:
+        raise PromotionError(str(exc)) from None
+    return match["service"], match["version"]
+
+
+def _alias(client: MlflowClient, service: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(service, alias).version)
+    except MlflowException:
+        return None
+
+
+def _metric(client: MlflowClient, spec: ServiceSpec, version: str) -> float:
+    tags = client.get_model_version(spec.name, version).tags
+    key = f"metric.{spec.evaluation.metric}"
+    if key not in tags:
+        raise PromotionError(f"{spec.name} v{version} has no '{key}' tag: not a pipeline model")
+    return float(tags[key])
+
+
+def check_gates(client: MlflowClient, spec: ServiceSpec, version: str) -> list[str]:
+    """Why `version` may not go to production (empty: it may)."""
+    try:
+        client.get_model_version(spec.name, version)
+    except MlflowException:
+        return [f"{spec.name} has no registered version {version}"]
+    failures = []
+    metric, value = spec.evaluation.metric, _metric(client, spec, version)
+    if not spec.evaluation.meets(value, spec.evaluation.floor):
+        failures.append(f"{metric} {value:.4f} does not meet the floor {spec.evaluation.floor}")
+    production = _alias(client, spec.name, PRODUCTION)
+    if production and production != version:
+        current = _metric(client, spec, production)
+        tolerance = spec.promotion.tolerance
+        bar = current - tolerance if spec.evaluation.higher_is_better else current + tolerance
+        if not spec.evaluation.meets(value, bar):
+            failures.append(
+                f"{metric} {value:.4f} is worse than production v{production} "
+                f"({current:.4f}) beyond the tolerance {tolerance}"
+            )
+    if spec.promotion.require_signature:
+        info = mlflow.models.get_model_info(model_uri(spec.name, version))
+        expected = signature_from_spec(spec)
+        if info.signature is None or info.signature.inputs != expected.inputs:
+            failures.append("model signature does not match the spec's features")
+    return failures
+
+
+@contextmanager
+def manifest_lock() -> Iterator[None]:
+    """Serialise promotions on this machine (the workflow's concurrency group does it on CI)."""
+    path = get_settings().home / "locks" / "manifest.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def verify_serving(service: str, version: str, timeout_s: float) -> None:
+    """Wait until the endpoint reports `version` (ready) several times in a row."""
+    deadline, streak, last = time.monotonic() + timeout_s, 0, {}
+    while time.monotonic() < deadline:
+        last = app_health(service)
+        streak = streak + 1 if last.get("model_version") == version and last.get("ready") else 0
+        if streak >= VERIFY_STREAK:
+            return
+        time.sleep(0.2)
+    raise PromotionError(
+        f"/{service}/health did not report v{version} within {timeout_s:.0f}s: {last}"
+    )
+
+
+def promote(
+    tag: str,
+    manifest_path: Path | None = None,
+    do_deploy: bool = True,
+    verify_timeout_s: float = 120.0,
+) -> Promotion:
+    """Promote a registered version to production, or change nothing and raise."""
+    service, version = parse_tag(tag)
+    spec = load_spec(service)
+    path = manifest_path or manifest.manifest_path()
+    client = connect()
+    with manifest_lock():
+        failures = check_gates(client, spec, version)
+        if failures:
+            raise PromotionError(f"{tag} refused: " + "; ".join(failures))
+        manifest_text = path.read_text()
+        aliases = {a: _alias(client, service, a) for a in (PRODUCTION, PREVIOUS)}
+        replaced = manifest.versions(path).get(service)
+        try:
+            if aliases[PRODUCTION] and aliases[PRODUCTION] != version:
+                client.set_registered_model_alias(service, PREVIOUS, aliases[PRODUCTION])
+            client.set_registered_model_alias(service, PRODUCTION, version)
+            client.set_model_version_tag(
+                service, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat(timespec="seconds")
+            )
+            manifest.set_model_version(path, service, version)
+            if do_deploy:
+                deploy(path)
+                verify_serving(service, version, verify_timeout_s)
+        except (Exception, KeyboardInterrupt) as exc:
+            _restore(client, service, aliases, path, manifest_text, redeploy=do_deploy)
+            reason = exc if isinstance(exc, PromotionError) else f"{type(exc).__name__}: {exc}"
+            raise PromotionError(f"{tag} failed and was rolled back: {reason}") from exc
+    log.info("%s v%s is in production (replaced %s)", service, version, replaced)
+    return Promotion(service, version, replaced, path, do_deploy)
+
+
+def _restore(
+    client: MlflowClient,
+    service: str,
+    aliases: dict[str, str | None],
+    path: Path,
+    manifest_text: str,
+    redeploy: bool,
+) -> None:
+    manifest.write_text(path, manifest_text)
+    for alias, version in aliases.items():
+        try:
+            if version:
+                client.set_registered_model_alias(service, alias, version)
+            else:
+                client.delete_registered_model_alias(service, alias)
+        except (MlflowException, httpx.HTTPError) as exc:  # keep restoring the rest
+            log.error("could not restore alias %s of %s: %s", alias, service, exc)
+    if redeploy:
+        try:
+            deploy(path)
+        except Exception as exc:  # the manifest is restored; the next deploy reconciles
+            log.error("redeploying the restored manifest failed: %s", exc)
+
+
+def align_aliases(path: Path) -> dict[str, str]:
+    """Make alias `production` name the manifest's version (git is the truth); returns changes.
+
+    A merged revert pull request changes only the manifest; deploying it moves the alias.
+    """
+    client = connect()
+    changed = {}
+    for service, version in manifest.versions(path).items():
+        current = _alias(client, service, PRODUCTION)
+        if version is None or current == version:
+            continue
+        if current:
+            client.set_registered_model_alias(service, PREVIOUS, current)
+        client.set_registered_model_alias(service, PRODUCTION, version)
+        changed[service] = version
+    return changed
