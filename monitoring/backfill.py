@@ -1,0 +1,70 @@
+"""Write generated traffic straight into the inference log (no serving needed).
+
+For benchmarks, tests and offline demos: rows come from the service's generator, outputs
+from any model callable (e.g. an MLflow pyfunc), in the same format serving writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from services.datagen import Drift, generate
+from services.inference_log import write_part
+from services.spec import ServiceSpec
+
+Predict = Callable[[pd.DataFrame], pd.DataFrame]  # features -> prediction (+ probability)
+
+
+@dataclass(frozen=True)
+class Backfill:
+    rows: int
+    predictions_part: str
+    feedback_part: str | None
+
+
+def log_traffic(
+    spec: ServiceSpec,
+    predict: Predict,
+    uri: str,
+    model_version: str,
+    rows: int,
+    seed: int,
+    drift: Drift = "none",
+    feedback: bool = True,
+    when: datetime | None = None,
+    endpoint: str = "predict",
+) -> Backfill:
+    """Generate `rows`, predict them, and write one predictions part (and one feedback part)."""
+    stamp = pd.Timestamp(when or datetime.now(UTC))
+    data = generate(spec, rows, seed, drift)
+    features = data[spec.feature_names]
+    outputs = predict(features).reset_index(drop=True)
+    ids = [uuid.uuid4().hex for _ in range(rows)]
+    meta = pd.DataFrame(
+        {
+            "request_id": ids,
+            "timestamp": stamp,
+            "service": spec.name,
+            "model_version": str(model_version),
+            "endpoint": endpoint,
+        }
+    )
+    frame = pd.concat([meta, features.reset_index(drop=True), outputs], axis=1)
+    part = write_part(uri, spec.name, "predictions", frame, writer="backfill")
+    feedback_part = None
+    if feedback:
+        labels = pd.DataFrame(
+            {
+                "request_id": ids,
+                "timestamp": stamp,
+                "service": spec.name,
+                "label": data[spec.target].astype(float).to_numpy(),
+            }
+        )
+        feedback_part = write_part(uri, spec.name, "feedback", labels, writer="backfill")
+    return Backfill(rows, part, feedback_part)

@@ -1,0 +1,85 @@
+"""The outcome of monitoring one service, and its JSON form (the saved summary)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from monitoring.decision import Decision, Measurements, Thresholds
+from monitoring.drift import ColumnDrift
+from monitoring.pull_requests import PullRequestResult
+
+
+@dataclass
+class MonitorResult:
+    service: str
+    checked_at: datetime
+    since: datetime
+    thresholds: Thresholds
+    measurements: Measurements
+    decision: Decision
+    labelled_rows: int
+    other_versions_rows: int
+    promoted_at: datetime
+    promoted_at_source: str
+    live_metrics: dict[str, float] = field(default_factory=dict)
+    columns: tuple[ColumnDrift, ...] = ()
+    prediction: ColumnDrift | None = None
+    output_dir: Path | None = None
+    report_html: Path | None = None
+    summary_json: Path | None = None
+    summary_md: Path | None = None
+    mlflow_run_id: str | None = None
+    pull_request: PullRequestResult | None = None
+    pull_request_note: str | None = None  # why no pull request, or what went wrong
+    pull_request_error: bool = False
+
+    @property
+    def action(self) -> str:
+        return self.decision.action.value
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.measurements
+        return {
+            "service": self.service,
+            "checked_at": self.checked_at.isoformat(),
+            "window": {"since": self.since.isoformat(), "until": self.checked_at.isoformat()},
+            "production": {
+                "version": m.production_version,
+                "previous_version": m.previous_version,
+                "promoted_at": self.promoted_at.isoformat(),
+                "promoted_at_source": self.promoted_at_source,
+                "hours_since_promotion": m.hours_since_promotion,
+            },
+            "thresholds": asdict(self.thresholds),
+            "measured": {
+                "rows": m.rows,
+                "labelled_rows": self.labelled_rows,
+                "rows_of_other_versions": self.other_versions_rows,
+                "feature_drift_share": m.feature_drift_share,
+                "drifted_features": m.drifted_columns,
+                "features": m.total_columns,
+                "prediction_drift": m.prediction_drift,
+                "performance": asdict(m.performance),
+                "live_metrics": self.live_metrics,
+            },
+            "columns": [asdict(c) for c in self.columns],
+            "prediction_drift": None if self.prediction is None else asdict(self.prediction),
+            "decision": self.action,
+            "reasons": list(self.decision.reasons),
+            "notes": list(self.decision.notes),
+            "outputs": {
+                "report_html": _str(self.report_html),
+                "summary_json": _str(self.summary_json),
+                "summary_md": _str(self.summary_md),
+                "mlflow_run_id": self.mlflow_run_id,
+            },
+            "pull_request": None if self.pull_request is None else asdict(self.pull_request),
+            "pull_request_note": self.pull_request_note,
+        }
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

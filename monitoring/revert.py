@@ -1,0 +1,59 @@
+"""The revert change: the manifest's model version of a service set back to the `previous`
+alias version. Built from the committed manifest (HEAD), never from the working tree."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from monitoring.gitutil import show_file
+from monitoring.pull_requests import Change
+from serving.manifest import manifest_path, set_model_version, versions
+
+log = logging.getLogger(__name__)
+
+
+def revert_branch(service: str) -> str:
+    return f"monitor/{service}/revert"
+
+
+def build_revert_change(
+    service: str,
+    production_version: str,
+    previous_version: str,
+    evidence: str,
+    repo: Path,
+    env: str = "production",
+) -> Change | None:
+    """The manifest edit; None when the committed manifest already serves `previous_version`."""
+    relative = str(manifest_path(env).relative_to(repo))
+    committed = show_file(repo, "HEAD", relative)
+    if committed is None:
+        raise FileNotFoundError(f"{relative}: not committed in {repo}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(relative).name
+        path.write_text(committed)
+        if versions(path).get(service) == str(previous_version):
+            log.info("%s: %s already serves v%s", service, relative, previous_version)
+            return None
+        replaced = set_model_version(path, service, str(previous_version))
+        text = path.read_text()
+    title = f"Revert {service} to v{previous_version} (production v{production_version} degraded)"
+    body = "\n".join(
+        [
+            f"The monitor found that `{service}` v{production_version}, promoted recently, "
+            f"behaves worse than v{previous_version}. This pull request sets `model_version` of "
+            f"`{service}` in `{relative}` from {replaced} back to {previous_version}; merging it "
+            "makes the deploy workflow apply it.",
+            "",
+            evidence,
+        ]
+    )
+    return Change(
+        branch=revert_branch(service),
+        title=title,
+        body=body,
+        files={relative: text},
+        commit_message=f"Revert {service} to v{previous_version} in {relative}",
+    )

@@ -1,0 +1,68 @@
+"""One MLflow run per monitor check in experiment `<service>-monitoring` (metrics over time)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from monitoring.result import MonitorResult
+
+log = logging.getLogger(__name__)
+
+
+def experiment_name(service: str) -> str:
+    return f"{service}-monitoring"
+
+
+def start_run(client: MlflowClient, service: str) -> str:
+    name = experiment_name(service)
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = (
+        experiment.experiment_id if experiment is not None else client.create_experiment(name)
+    )
+    run = client.create_run(experiment_id, run_name=f"monitor-{service}")
+    return str(run.info.run_id)
+
+
+def run_metrics(result: MonitorResult) -> dict[str, float]:
+    m = result.measurements
+    values: dict[str, float | None] = {
+        "rows": float(m.rows),
+        "labelled_rows": float(result.labelled_rows),
+        "feature_drift_share": m.feature_drift_share,
+        "drifted_features": float(m.drifted_columns),
+        "prediction_drift": m.prediction_drift,
+        "hours_since_promotion": m.hours_since_promotion,
+    }
+    values |= {f"live_{name}": value for name, value in result.live_metrics.items()}
+    values |= {f"drift_{c.column}": c.score for c in result.columns}
+    return {k: float(v) for k, v in values.items() if v is not None}
+
+
+def log_result(client: MlflowClient, run_id: str, result: MonitorResult) -> None:
+    """Metrics, thresholds (params), decision (tags) and the report as an artifact."""
+    m = result.measurements
+    for key, value in run_metrics(result).items():
+        client.log_metric(run_id, key, value)
+    for key, value in vars(result.thresholds).items():
+        client.log_param(run_id, f"threshold.{key}", value)
+    client.log_param(run_id, "since", result.since.isoformat())
+    tags = {
+        "service": result.service,
+        "decision": result.action,
+        "production_version": m.production_version,
+        "previous_version": m.previous_version or "",
+    }
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    if result.report_html:
+        client.log_artifact(run_id, str(result.report_html))
+
+
+def finish_run(client: MlflowClient, run_id: str, files: list[Path], failed: bool = False) -> None:
+    for path in files:
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+    log.info("MLflow monitoring run %s finished", run_id)
