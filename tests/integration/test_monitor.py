@@ -300,3 +300,30 @@ def test_drift_twice_gives_exactly_one_retrain_pull_request(
 
 def worktrees_clean(repo: Path) -> bool:
     return len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+def test_cli_prints_the_decision_and_exits_zero(env, production_v1, good):
+    from typer.testing import CliRunner
+
+    from mlops.cli import app
+
+    home, log_uri = env
+    version, predict = good
+    log_traffic(load_spec(SERVICE), predict, log_uri, version, ROWS, seed=17, drift="covariate")
+
+    result = CliRunner().invoke(app, ["monitor", "--service", SERVICE, "--since", "2h"])
+    assert result.exit_code == 0, result.output
+    assert "retrain" in result.output and "feature drift share" in result.output
+    (run_dir,) = (home / "monitoring" / SERVICE).iterdir()
+    assert json.loads((run_dir / "summary.json").read_text())["decision"] == "retrain"
+
+
+def test_cli_rejects_bad_arguments(env):
+    from typer.testing import CliRunner
+
+    from mlops.cli import app
+
+    neither = CliRunner().invoke(app, ["monitor"])
+    assert neither.exit_code == 1 and "--service" in neither.output
+    bad_since = CliRunner().invoke(app, ["monitor", "--all", "--since", "yesterday"])
+    assert bad_since.exit_code == 1 and "expected a duration" in bad_since.output
