@@ -327,3 +327,35 @@ def test_cli_rejects_bad_arguments(env):
     assert neither.exit_code == 1 and "--service" in neither.output
     bad_since = CliRunner().invoke(app, ["monitor", "--all", "--since", "yesterday"])
     assert bad_since.exit_code == 1 and "expected a duration" in bad_since.output
+
+
+@pytest.fixture
+def demand_in_production(registered, mlflow_server):
+    name = "demand-forecast"
+    client = MlflowClient(mlflow_server)
+    saved = client.get_registered_model(name).aliases.get(PRODUCTION)
+    version = registered[name]
+    client.set_registered_model_alias(name, PRODUCTION, version)
+    mark_promoted(client, name, version, datetime.now(UTC) - timedelta(hours=1))
+    yield name, version, mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict
+    if saved is None:
+        client.delete_registered_model_alias(name, PRODUCTION)
+    else:
+        client.set_registered_model_alias(name, PRODUCTION, saved)
+
+
+def test_regression_service_reports_rmse_and_prediction_drift(env, demand_in_production):
+    _, log_uri = env
+    name, version, predict = demand_in_production
+    spec = load_spec(name)
+    log_traffic(spec, predict, log_uri, version, ROWS, seed=18)
+
+    result = monitor_service(name)
+    summary = assert_outputs(result, "none")
+    live = summary["measured"]["live_metrics"]
+    assert {"rmse", "mae", "r2"} <= set(live)
+    perf = summary["measured"]["performance"]
+    assert perf["metric"] == "rmse" and perf["higher_is_better"] is False
+    assert abs(perf["live"] - perf["registered"]) < spec.monitoring.performance_margin
+    assert summary["prediction_drift"]["column"] == "prediction"
+    assert any("no previous version" in r for r in summary["reasons"])
