@@ -178,7 +178,7 @@ def _none_reasons(m: Measurements, t: Thresholds) -> list[str]:
     elif m.previous_version is None:
         reasons.append("no previous version to revert to")
     elif m.performance.live is None:
-        reasons.append(f"live {m.performance.metric} not measured (too few labels)")
+        reasons.append(f"live {m.performance.metric} not measured (too few labels, or one class)")
     else:
         reasons.append(
             f"live {m.performance.metric} {m.performance.live:.4f} is within the margin of "
