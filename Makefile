@@ -78,6 +78,7 @@ ACT_FLAGS = -P ubuntu-latest=-self-hosted --action-offline-mode --pull=false --n
 	$(foreach var,$(ACT_STACK_ENV),--env $(var)) \
 	$(if $(GITOPS_REMOTE),--env GITOPS_REMOTE=$(GITOPS_REMOTE)) $(ACT_ARGS)
 TAG_PATTERN := ^[a-z][a-z0-9-]*@v[1-9][0-9]*$$
+SERVICE_PATTERN := ^[a-z][a-z0-9-]*$$
 
 .PHONY: actionlint act-list act-pr act-release act-deploy act-monitor
 
@@ -103,7 +104,11 @@ act-deploy: $(BIN)/mlops ## deploy.yml (workflow_dispatch): deploy the manifest,
 act-monitor: $(BIN)/mlops ## monitor.yml on schedule; SERVICE=<name> runs it for one service (dispatch)
 	$(ACT_STACK_ENV) $(BIN)/mlops stack up --no-ray
 ifdef SERVICE
-	$(ACT) workflow_dispatch -W .github/workflows/monitor.yml -e $(ACT_DIR)/workflow_dispatch.json --input service=$(SERVICE) $(ACT_FLAGS)
+	@[[ "$(SERVICE)" =~ $(SERVICE_PATTERN) ]] || { echo "usage: make act-monitor [SERVICE=<service>]"; exit 2; }
+	@event="$$(mktemp)"; trap 'rm -f "$$event"' EXIT; \
+	  sed 's|"service": ""|"service": "$(SERVICE)"|' $(ACT_DIR)/workflow_dispatch.json > "$$event"; \
+	  echo "$(ACT) workflow_dispatch -W .github/workflows/monitor.yml -e $$event ..."; \
+	  $(ACT) workflow_dispatch -W .github/workflows/monitor.yml -e "$$event" $(ACT_FLAGS)
 else
 	$(ACT) schedule -W .github/workflows/monitor.yml -e $(ACT_DIR)/schedule.json $(ACT_FLAGS)
 endif
