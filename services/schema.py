@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter, create_model
 from pydantic import ValidationError as ValidationError  # re-exported for callers
@@ -81,7 +82,7 @@ def frame_to_records(spec: ServiceSpec, frame: pd.DataFrame) -> list[dict[str, A
 
 
 def validate_frame(spec: ServiceSpec, frame: pd.DataFrame) -> list[Problem]:
-    """Problems in a frame of feature columns (the target, if present, is checked too)."""
+    """Problems in a frame of feature columns and the target; rows are positions (0-based)."""
     problems: list[Problem] = []
     features = frame.drop(columns=[spec.target], errors="ignore")
     adapter = TypeAdapter(list[record_model(spec)])  # type: ignore[valid-type]
@@ -94,7 +95,7 @@ def validate_frame(spec: ServiceSpec, frame: pd.DataFrame) -> list[Problem]:
         bad = target.isna()
         if spec.task == "binary":
             bad |= ~target.isin([0, 1])
-        for row in bad[bad].index[:MAX_REPORTED_PROBLEMS]:
+        for row in np.flatnonzero(bad.to_numpy())[:MAX_REPORTED_PROBLEMS]:  # positions
             problems.append(
                 Problem(
                     int(row),

@@ -6,6 +6,7 @@ keeps a copy of a feature list, a threshold or an autoscaling setting.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,14 @@ class SpecError(ValueError):
     """A service spec that cannot be loaded; the message names the file and the field."""
 
 
+class _FieldError(ValueError):
+    """A cross-field check that failed; `loc` is the offending field, relative to the model."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,19 +60,25 @@ class Feature(_Strict):
     def _check_domain(self) -> Feature:
         if self.type == "categorical":
             if not self.categories:
-                raise ValueError("a categorical feature needs a non-empty 'categories' list")
+                raise _FieldError(
+                    ("categories",), "a categorical feature needs a non-empty 'categories' list"
+                )
             if len(set(self.categories)) != len(self.categories):
-                raise ValueError("'categories' has duplicates")
+                raise _FieldError(("categories",), "'categories' has duplicates")
         elif self.categories is not None:
-            raise ValueError(
-                f"'categories' is only allowed on categorical features, not {self.type}"
+            raise _FieldError(
+                ("categories",),
+                f"'categories' is only allowed on categorical features, not {self.type}",
             )
         if self.type in ("categorical", "boolean") and (
             self.min is not None or self.max is not None
         ):
-            raise ValueError("'min'/'max' are only allowed on numeric and integer features")
+            raise _FieldError(
+                ("min" if self.min is not None else "max",),
+                "'min'/'max' are only allowed on numeric and integer features",
+            )
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"'min' ({self.min}) is greater than 'max' ({self.max})")
+            raise _FieldError(("min",), f"'min' ({self.min}) is greater than 'max' ({self.max})")
         return self
 
 
@@ -113,7 +128,7 @@ class Autoscaling(_Strict):
     @model_validator(mode="after")
     def _check_bounds(self) -> Autoscaling:
         if self.min_replicas > self.max_replicas:
-            raise ValueError("'min_replicas' is greater than 'max_replicas'")
+            raise _FieldError(("min_replicas",), "'min_replicas' is greater than 'max_replicas'")
         return self
 
 
@@ -157,14 +172,14 @@ class ServiceSpec(_Strict):
         names = [f.name for f in self.features]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"duplicate feature names: {', '.join(duplicates)}")
+            raise _FieldError(("features",), f"duplicate feature names: {', '.join(duplicates)}")
         if self.target in names:
-            raise ValueError(f"target '{self.target}' is also listed as a feature")
+            raise _FieldError(("target",), f"'{self.target}' is also listed as a feature")
         if self.evaluation.metric not in TASK_METRICS[self.task]:
             allowed = ", ".join(sorted(TASK_METRICS[self.task]))
-            raise ValueError(
-                f"metric '{self.evaluation.metric}' does not fit task '{self.task}' "
-                f"(allowed: {allowed})"
+            raise _FieldError(
+                ("evaluation", "metric"),
+                f"'{self.evaluation.metric}' does not fit task '{self.task}' (allowed: {allowed})",
             )
         return self
 
@@ -182,19 +197,37 @@ def parse_spec(raw: Any, source: str) -> ServiceSpec:
     try:
         return ServiceSpec.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"{source}: {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors(include_url=False)
-        ]
+        lines = [f"{source}: {_describe(err, raw)}" for err in exc.errors(include_url=False)]
         raise SpecError("invalid service spec\n  " + "\n  ".join(lines)) from None
+
+
+def _describe(err: Any, raw: Any) -> str:
+    """`field.path: message` of one error; cross-field checks name their field, features
+    their name."""
+    loc = list(err["loc"])
+    message = err["msg"]
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, _FieldError):
+        loc += cause.loc
+        message = str(cause)
+    if len(loc) > 1 and loc[0] == "features" and isinstance(loc[1], int):
+        with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError):
+            message = f"feature '{raw['features'][loc[1]]['name']}': {message}"
+    return f"{'.'.join(str(p) for p in loc) or '<root>'}: {message}"
 
 
 def load_spec_file(path: Path) -> ServiceSpec:
     """Load and validate one service.yaml; the folder name must equal the spec's name."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise SpecError(f"{path}: file not found") from None
+    return _parse_text(path, text)
+
+
+def _parse_text(path: Path, text: str) -> ServiceSpec:
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     spec = parse_spec(raw, str(path))
@@ -219,12 +252,13 @@ def load_spec(name: str) -> ServiceSpec:
     if name not in known:
         raise SpecError(f"unknown service '{name}' (known: {', '.join(known) or 'none'})")
     path = catalogue_dir() / name / SPEC_FILE
-    return _load_cached(path, path.stat().st_mtime_ns)
+    return _load_cached(path, path.read_text())
 
 
-@functools.cache
-def _load_cached(path: Path, mtime_ns: int) -> ServiceSpec:
-    return load_spec_file(path)
+@functools.lru_cache(maxsize=64)
+def _load_cached(path: Path, text: str) -> ServiceSpec:
+    """Parsed once per content: an edit is seen even within the file system's mtime tick."""
+    return _parse_text(path, text)
 
 
 def load_catalogue() -> dict[str, ServiceSpec]:

@@ -52,11 +52,12 @@ def generate(rows: int, seed: int, drift: str = "none") -> pd.DataFrame:
     promo_lift = 1 + 0.02 * discount
     price_effect = (base_price / price) ** 0.8
     expected = level * seasonal * weather * promo_lift * price_effect
+    history = expected  # what the lag features saw: the world before any concept drift
     if drift == "concept":  # demand collapses and promotions stop working
         expected = level * 0.4 * seasonal / promo_lift
     units = rng.poisson(np.maximum(expected, 0.1)) * rng.lognormal(0, 0.08, rows)
-    lag_7 = expected * rng.lognormal(0, 0.25, rows)
-    rolling = expected * rng.lognormal(0, 0.1, rows)
+    lag_7 = history * rng.lognormal(0, 0.25, rows)
+    rolling = history * rng.lognormal(0, 0.1, rows)
 
     return pd.DataFrame(
         {

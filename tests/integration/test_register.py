@@ -1,16 +1,26 @@
-"""Registration against a real MLflow server: versions, lineage tags, reference sample."""
+"""Registration against a real MLflow server: versions, lineage tags, reference sample,
+signature, the floor, and a registry that is down."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
-from services.registry import REFERENCE_ARTIFACT
-from services.spec import load_spec
+from mlops.cli import app
+from services.model import signature_from_spec
+from services.registry import REFERENCE_ARTIFACT, model_uri
+from services.spec import SPEC_FILE, load_spec
+from tests.conftest import free_port
+from training.params import load_params
 
 pytestmark = pytest.mark.integration
 
@@ -39,3 +49,131 @@ def test_reference_sample_has_features_target_and_predictions(registered, mlflow
     reference = pd.read_parquet(path)
     assert len(reference) == 5000
     assert {*spec.feature_names, spec.target, "prediction"} <= set(reference.columns)
+
+
+# --- signature, floor refusal, registry down ---------------------------------------------------
+
+SERVICES = ["fraud-detection", "demand-forecast"]
+
+
+def version_numbers(client: MlflowClient, service: str) -> set[str]:
+    return {v.version for v in client.search_model_versions(f"name = '{service}'")}
+
+
+@contextlib.contextmanager
+def edited_spec(repo: Path, service: str, edit: Callable[[dict], None]) -> Iterator[None]:
+    """Edit the copy's service.yaml (the catalogue follows MLOPS_REPO_ROOT), then restore it."""
+    path = repo / "services" / service / SPEC_FILE
+    original = path.read_text()
+    raw = yaml.safe_load(original)
+    edit(raw)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_registered_signature_is_the_specs(registered, mlflow_server, service):
+    info = mlflow.models.get_model_info(model_uri(service, registered[service]))
+    expected = signature_from_spec(load_spec(service))
+    assert info.signature is not None
+    assert info.signature.to_dict() == expected.to_dict()
+    inputs = info.signature.inputs.input_names()
+    assert inputs == load_spec(service).feature_names
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_registered_model_reproduces_the_evaluated_metric(registered, mlflow_server, service):
+    """The artifact in the registry is the model `evaluate` scored (same test metric)."""
+    from training.data import load_split
+    from training.evaluate import score
+
+    spec = load_spec(service)
+    model = mlflow.pyfunc.load_model(model_uri(service, registered[service]))
+    test = load_split(spec, "test")
+    output = model.predict(test[spec.feature_names])
+    raw = output["probability" if spec.task == "binary" else "prediction"].to_numpy()
+    values = score(spec, test[spec.target].to_numpy(), raw)
+    tags = MlflowClient(mlflow_server).get_model_version(service, registered[service]).tags
+    metric = spec.evaluation.metric
+    assert values[metric] == pytest.approx(float(tags[f"metric.{metric}"]), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("service", "floor", "side"),
+    [("fraud-detection", 0.999, "below"), ("demand-forecast", 0.5, "above")],
+)
+def test_model_below_the_floor_is_not_registered(
+    registered, mlflow_server, repo, service, floor, side
+):
+    from training.register import FloorNotMet, register
+
+    client = MlflowClient(mlflow_server)
+    before = version_numbers(client, service)
+    registration = (repo / f"models/{service}/registration.json").read_text()
+    with edited_spec(repo, service, lambda raw: raw["evaluation"].update(floor=floor)):
+        spec = load_spec(service)
+        assert spec.evaluation.floor == floor
+        with pytest.raises(FloorNotMet) as caught:
+            register(spec)
+        result = CliRunner().invoke(app, ["stage", "register", service])
+    message = str(caught.value)
+    metric = spec.evaluation.metric
+    assert f"{metric} " in message
+    assert f"{side} the floor {floor}" in message
+    assert f"services/{service}/{SPEC_FILE}" in message
+    assert "not registered" in message
+    assert result.exit_code == 1
+    cli_message = " ".join(result.stderr.split())
+    assert f"{side} the floor {floor}" in cli_message
+    assert "Traceback" not in result.output
+    assert version_numbers(client, service) == before  # no new version
+    assert (repo / f"models/{service}/registration.json").read_text() == registration
+    assert load_spec(service).evaluation.floor != floor  # restored
+
+
+def test_register_against_a_stack_that_is_down_says_how_to_start_it(repo):
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(
+        app, ["stage", "register", "fraud-detection"], env={"MLFLOW_TRACKING_URI": closed}
+    )
+    assert result.exit_code != 0
+    message = " ".join(result.stderr.split())
+    assert closed in message
+    assert "`mlops stack up`" in message
+    assert "Traceback" not in result.output
+
+
+def test_register_stage_declares_exactly_the_params_it_reads(registered, mlflow_server, repo):
+    """What `register` reads of each spec and params.yaml is declared in dvc.yaml.
+
+    Registers one more version per service through a recording proxy, then deletes it.
+    """
+    import training.register as register_module
+    from tests.unit.test_params import Reads, declared_params
+
+    client = MlflowClient(mlflow_server)
+    sections, pipeline = declared_params("register")
+    read_sections: set[str] = set()
+    read_pipeline: set[str] = set()
+    for service in SERVICES:
+        registration = repo / f"models/{service}/registration.json"
+        saved = registration.read_text()
+        spec_reads: set[str] = set()
+        params_reads: set[str] = set()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(
+                register_module,
+                "load_params",
+                lambda s, seen=params_reads: Reads(load_params(s), seen),
+            )
+            record = register_module.register(Reads(load_spec(service), spec_reads))  # type: ignore[arg-type]
+        client.delete_model_version(service, record["version"])
+        registration.write_text(saved)
+        assert spec_reads <= sections, service
+        assert params_reads <= pipeline, service
+        read_sections |= spec_reads
+        read_pipeline |= params_reads
+    assert (read_sections, read_pipeline) == (sections, pipeline)

@@ -1,0 +1,1 @@
+"""Reproducible timings of the platform (pipeline, serving throughput)."""

@@ -1,0 +1,54 @@
+"""Package boundaries, enforced with import-linter (contracts in pyproject.toml)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from services.settings import PACKAGE_REPO
+
+pytestmark = pytest.mark.unit
+
+
+def test_serving_and_monitoring_never_import_training_is_a_contract():
+    config = tomllib.loads((PACKAGE_REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert {"services", "training", "serving", "monitoring"} <= set(config["root_packages"])
+    forbidden = [
+        c
+        for c in config["contracts"]
+        if c["type"] == "forbidden" and "training" in c["forbidden_modules"]
+    ]
+    assert forbidden, "no contract forbids importing training"
+    sources = {m for c in forbidden for m in c["source_modules"]}
+    assert {"serving", "monitoring"} <= sources
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("lint-imports")), "--no-cache", "--no-logo"]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_import_contracts_are_kept():
+    result = lint_imports(PACKAGE_REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+    assert "KEPT" in result.stdout
+
+
+def test_a_serving_module_importing_training_breaks_the_contract(tmp_path):
+    """The contract bites: the same check fails on a copy with a forbidden import."""
+    shutil.copy(PACKAGE_REPO / "pyproject.toml", tmp_path)
+    for package in ("services", "training", "serving", "monitoring", "mlops"):
+        shutil.copytree(
+            PACKAGE_REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("*.pyc")
+        )
+    (tmp_path / "serving" / "leak.py").write_text("from training.train import train\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "BROKEN" in result.stdout
+    assert "serving.leak -> training.train" in result.stdout
