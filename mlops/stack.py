@@ -23,6 +23,7 @@ from services.settings import Settings, get_settings, tool
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+HAPROXY_STATE_DIR = "/tmp/haproxy-serve/"  # Ray Serve's default HAProxy config folder
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,18 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
 def ray_down(settings: Settings) -> None:
     if ray_status(settings).managed:
         subprocess.run([tool("ray"), "stop", "--force"], capture_output=True, check=False)
+        _stop_orphaned_haproxy()
+
+
+def _stop_orphaned_haproxy() -> None:
+    """`ray stop` leaves Serve's HAProxy running; its ports would block the next start."""
+    import psutil
+
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["name"] == "haproxy" and HAPROXY_STATE_DIR in cmdline:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
 
 # --- whole stack --------------------------------------------------------------------------

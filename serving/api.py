@@ -94,6 +94,15 @@ class ServiceApi:
         )
         self._records_adapter = TypeAdapter(list[self.record])  # type: ignore[name-defined]
 
+    def openapi_body(self) -> dict[str, Any]:
+        """OpenAPI `requestBody` of `{"records": [...]}` (inlined: the route reads raw bytes)."""
+        schema = self.request_model.model_json_schema()
+        record = schema.pop("$defs")[self.record.__name__]
+        schema["properties"]["records"]["items"] = record
+        return {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
+        }
+
     # --- requests --------------------------------------------------------------------------
 
     def check_size(self, content_length: str | None, body: bytes | None = None) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve import Application
@@ -19,7 +21,6 @@ from ray.serve.handle import DeploymentHandle
 
 from services.settings import get_settings
 from services.spec import ServiceSpec, load_spec
-from serving import openapi
 from serving.api import RequestError, ServiceApi, new_request_ids, now
 from serving.log_writer import InferenceLogWriter
 from serving.manifest import BATCH, REALTIME
@@ -108,11 +109,24 @@ class _Replica:
 
 def realtime_deployment(spec: ServiceSpec) -> Any:
     """The ingress deployment: predict, invocations, feedback, health; /batch forwards."""
+    # OpenAPI is served by a route of its own: the document is completed with the spec's
+    # request schema (routes read raw bytes for speed, so FastAPI cannot infer it).
     api = FastAPI(
         title=f"{spec.name} inference API",
         version="1",
         description=spec.description or f"Predictions of {spec.name}.",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
+    predict_body = ServiceApi(spec, spec.serving.max_request_rows).openapi_body()
+
+    def openapi_document() -> dict[str, Any]:
+        document = get_openapi(
+            title=api.title, version=api.version, description=api.description, routes=api.routes
+        )
+        document["paths"]["/predict"]["post"].update(predict_body)
+        return document
 
     @serve.deployment(name=REALTIME)
     @serve.ingress(api)
@@ -204,6 +218,15 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
             self.feedback_log.append_rows([{**item, "timestamp": now(), "service": spec.name}])
             return _json({"accepted": True, "request_id": item["request_id"]}, 202)
 
+        @api.get("/openapi.json", include_in_schema=False)
+        async def openapi_json(self) -> Response:
+            return _json(openapi_document())
+
+        @api.get("/docs", include_in_schema=False)
+        async def docs(self, request: Request) -> Response:
+            root = request.scope.get("root_path", "")
+            return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title=api.title)
+
         @api.get("/health", summary="Model version and readiness of the answering replica")
         async def health(self) -> Response:
             body = self.slot.health() | {"replica": _replica_id()}
@@ -213,9 +236,6 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
             self.predictions_log.close()
             self.feedback_log.close()
 
-    openapi.install(
-        api, {"/predict": ServiceApi(spec, spec.serving.max_request_rows).request_model}
-    )
     return Realtime
 
 

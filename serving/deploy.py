@@ -59,7 +59,7 @@ def deploy(path: Path, timeout_s: float = 240.0) -> list[AppStatus]:
             f"({exc}); start it with `mlops stack up` or set RAY_ADDRESS"
         ) from None
     if response.status_code >= 400:
-        raise DeployError(f"Ray rejected the manifest {path}: {response.text[:500]}")
+        raise DeployError(f"Ray rejected the manifest {path}: {response.text[-800:]}")
     return wait_until_running([a["name"] for a in config["applications"]], timeout_s)
 
 
@@ -77,9 +77,10 @@ def wait_until_running(names: list[str], timeout_s: float) -> list[AppStatus]:
         failed = [a for a in current if a.status in TERMINAL_FAILURES]
         if failed:
             raise DeployError("; ".join(f"{a.name}: {a.status} {a.message}" for a in failed))
-        if all(by_name.get(n) and by_name[n].status == "RUNNING" for n in names) and all(
+        running = all(by_name.get(n) and by_name[n].status == "RUNNING" for n in names) and all(
             d["status"] == "HEALTHY" for n in names for d in by_name[n].deployments.values()
-        ):
+        )
+        if running and set(by_name) <= set(names):  # and removed applications are gone
             return current
         if time.monotonic() > deadline:
             states = {n: by_name[n].status if n in by_name else "missing" for n in names}

@@ -98,3 +98,30 @@ def registered(mlflow_server: str) -> dict[str, str]:
         evaluate(spec)
         versions[name] = register(spec)["version"]
     return versions
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(repo: Path) -> Iterator[str]:
+    """A real local Ray head (reused when one is already up); Serve apps removed at the end."""
+    import httpx
+
+    from mlops import stack
+
+    settings = get_settings()
+    was_running = stack.ray_status(settings).healthy
+    assert stack.ray_up(settings, timeout_s=180).healthy
+    yield settings.dashboard_url
+    # a graceful delete: replicas flush their inference logs in __del__
+    httpx.delete(f"{settings.dashboard_url}/api/serve/applications/", timeout=120)
+    if not was_running:
+        stack.ray_down(settings)
+
+
+@pytest.fixture(scope="session")
+def served(registered: dict[str, str], ray_cluster: str) -> dict[str, str]:
+    """Every service's registered version promoted and served from the copy's manifest."""
+    from serving.promote import promote
+
+    for service, version in registered.items():
+        promote(f"{service}@v{version}", verify_timeout_s=240)
+    return registered

@@ -1,0 +1,126 @@
+"""Promotion against a real Ray cluster: in-place swap under load, refusals change nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from services.registry import PRODUCTION
+from services.settings import get_settings
+from services.spec import load_spec
+from serving.manifest import manifest_path, versions
+from serving.promote import PromotionError, promote
+
+pytestmark = pytest.mark.integration
+SERVICE = "fraud-detection"
+
+
+@pytest.fixture(scope="module")
+def second_version(served, repo) -> str:
+    """Another registered version of the service (same pipeline outputs, new version)."""
+    from training.register import register
+
+    return register(load_spec(SERVICE))["version"]
+
+
+class Load:
+    """A bounded client sending requests back to back until stopped."""
+
+    def __init__(self, body: dict) -> None:
+        self.body, self.versions, self.failures = body, Counter(), []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        url = f"{get_settings().serve_url}/{SERVICE}/predict"
+        with httpx.Client(timeout=30) as http:
+            for _ in range(100_000):
+                if self._stop.is_set():
+                    return
+                try:
+                    response = http.post(url, json=self.body)
+                    if response.status_code == 200:
+                        self.versions[response.json()["model_version"]] += 1
+                    else:
+                        self.failures.append(response.status_code)
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _body() -> dict:
+    from services.datagen import generate
+    from services.schema import frame_to_records
+
+    spec = load_spec(SERVICE)
+    return {"records": frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])}
+
+
+def test_promotion_under_load_drops_nothing_and_switches_version(served, second_version):
+    first = served[SERVICE]
+    with Load(_body()) as load:
+        time.sleep(2)
+        promote(f"{SERVICE}@v{second_version}")
+        time.sleep(2)
+    assert load.failures == []
+    assert load.versions[first] > 0 and load.versions[second_version] > 0
+    assert versions(manifest_path())[SERVICE] == second_version
+    client = MlflowClient(get_settings().tracking_uri)
+    assert client.get_model_version_by_alias(SERVICE, PRODUCTION).version == second_version
+    with Load(_body()) as load:  # and back (a revert is the same in-place swap)
+        time.sleep(1)
+        promote(f"{SERVICE}@v{first}")
+        time.sleep(1)
+    assert load.failures == []
+    assert set(load.versions) == {first, second_version}
+
+
+def _state() -> tuple[str, str, str]:
+    client = MlflowClient(get_settings().tracking_uri)
+    health = httpx.get(f"{get_settings().serve_url}/{SERVICE}/health").json()
+    alias = client.get_model_version_by_alias(SERVICE, PRODUCTION).version
+    return manifest_path().read_text(), str(alias), health["model_version"]
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "fraud-detection@v999",
+        "fraud-detection@v0",
+        "../x@v1",
+        "unknown-service@v1",
+        "fraud-detection@1",
+        "fraud-detection",
+    ],
+)
+def test_refused_promotions_change_nothing(served, tag):
+    before = _state()
+    with pytest.raises(PromotionError):
+        promote(tag)
+    assert _state() == before
+
+
+def test_gate_failure_changes_nothing(served, second_version):
+    client = MlflowClient(get_settings().tracking_uri)
+    weak = client.get_model_version(SERVICE, second_version)
+    metric = f"metric.{load_spec(SERVICE).evaluation.metric}"
+    client.set_model_version_tag(SERVICE, second_version, metric, "0.5")
+    try:
+        before = _state()
+        with pytest.raises(PromotionError, match="floor"):
+            promote(f"{SERVICE}@v{second_version}")
+        assert _state() == before
+    finally:
+        client.set_model_version_tag(SERVICE, second_version, metric, weak.tags[metric])
