@@ -7,6 +7,7 @@ MLflow server on a free port.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -108,13 +109,16 @@ def ray_cluster(repo: Path) -> Iterator[str]:
     from mlops import stack
 
     settings = get_settings()
-    was_running = stack.ray_status(settings).healthy
-    assert stack.ray_up(settings, timeout_s=180).healthy
-    yield settings.dashboard_url
-    # a graceful delete: replicas flush their inference logs in __del__
-    httpx.delete(f"{settings.dashboard_url}/api/serve/applications/", timeout=120)
-    if not was_running:
-        stack.ray_down(settings)
+    # one test session at a time may own the machine's Ray cluster (ports are fixed)
+    with open("/tmp/mlops-ray-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        was_running = stack.ray_status(settings).healthy
+        assert stack.ray_up(settings, timeout_s=180).healthy
+        yield settings.dashboard_url
+        # a graceful delete: replicas flush their inference logs in __del__
+        httpx.delete(f"{settings.dashboard_url}/api/serve/applications/", timeout=120)
+        if not was_running:
+            stack.ray_down(settings)
 
 
 @pytest.fixture(scope="session")
