@@ -189,3 +189,11 @@ from mlops.commands import gitops, monitoring, serving  # noqa: E402
 
 for area in (serving, monitoring, gitops):
     area.register(app)
+
+
+@app.command()
+def demo() -> None:
+    """The whole loop on embedded defaults: train, promote, serve, drift, retrain PR, v2."""
+    from mlops.demo import run_demo
+
+    run_guarded(run_demo)
