@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -43,17 +44,15 @@ class InferenceLogWriter:
         self._thread.start()
 
     def append_rows(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._rows.extend(rows)
-            self._pending += len(rows)
-            full = self._pending >= self.max_rows
-        if full:
-            self._wake.set()
+        self._append(self._rows.extend, rows, len(rows))
 
     def append_frame(self, frame: pd.DataFrame) -> None:
+        self._append(self._frames.append, frame, len(frame))
+
+    def _append(self, add: Callable[[Any], None], item: Any, count: int) -> None:
         with self._lock:
-            self._frames.append(frame)
-            self._pending += len(frame)
+            add(item)
+            self._pending += count
             full = self._pending >= self.max_rows
         if full:
             self._wake.set()

@@ -1,0 +1,136 @@
+"""Serving pieces without Ray: manifest edits, rendered files in sync, log writer, model slot."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pandas as pd
+import pytest
+
+from services.inference_log import read_log
+from serving import k8s, manifest
+from serving.log_writer import InferenceLogWriter
+from serving.model_slot import LoadedModel, ModelSlot
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def manifest_copy(tmp_path):
+    path = tmp_path / "production.yaml"
+    shutil.copy(manifest.manifest_path(), path)
+    return path
+
+
+def test_committed_rendered_files_are_in_sync_with_catalogue_and_manifest():
+    assert manifest.drift_from_catalogue(manifest.manifest_path()) == []
+    assert k8s.k8s_path().read_text() == k8s.render(manifest.manifest_path())
+
+
+def test_set_model_version_edits_every_deployment_and_keeps_comments(manifest_copy):
+    before = manifest_copy.read_text()
+    replaced = manifest.set_model_version(manifest_copy, "fraud-detection", "7")
+    after = manifest_copy.read_text()
+    assert replaced == manifest.versions(manifest.manifest_path())["fraud-detection"]
+    assert manifest.versions(manifest_copy)["fraud-detection"] == "7"
+    assert after.count("model_version: '7'") + after.count('model_version: "7"') == 2
+    comments = [line for line in before.splitlines() if line.lstrip().startswith("#")]
+    assert comments and all(line in after for line in comments)
+    deployable = manifest.deployable(manifest.load(manifest_copy))
+    assert [a["name"] for a in deployable["applications"]] == [
+        name for name, v in manifest.versions(manifest_copy).items() if v
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace("route_prefix: /fraud-detection", "route_prefix: /x"), "route_prefix"),
+        (lambda t: t.replace("name: fraud-detection", "name: ../x"), "unknown service"),
+        (lambda t: t.replace("serving.app:build_app", "os:system", 1), "import_path"),
+        (lambda t: "applications: 3\n", "'applications' must be a list"),
+        (lambda t: t + "\n  - [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_invalid_manifests_are_refused_with_the_field(manifest_copy, edit, message):
+    manifest_copy.write_text(edit(manifest_copy.read_text()))
+    with pytest.raises(manifest.ManifestError, match=message):
+        manifest.load(manifest_copy)
+
+
+@pytest.mark.parametrize("version", ["0", "v1", "../1", "1; rm -rf /", ""])
+def test_invalid_versions_are_refused_and_change_nothing(manifest_copy, version):
+    before = manifest_copy.read_bytes()
+    with pytest.raises(manifest.ManifestError):
+        manifest.set_model_version(manifest_copy, "fraud-detection", version)
+    assert manifest_copy.read_bytes() == before
+
+
+def _rows(n: int, start: int = 0) -> list[dict]:
+    stamp = pd.Timestamp.now(tz="UTC")
+    return [
+        {"request_id": f"r{i}", "timestamp": stamp, "x": float(i)} for i in range(start, start + n)
+    ]
+
+
+def test_log_writer_flushes_on_size_interval_and_close(tmp_path):
+    uri = str(tmp_path / "log")
+    writer = InferenceLogWriter(uri, "svc", "predictions", "w", max_rows=100, interval_s=0.2)
+    writer.append_rows(_rows(150))  # over the size: woken at once
+    writer.append_rows(_rows(3, start=150))
+    writer.append_frame(pd.DataFrame(_rows(7, start=153)))
+    written = writer.close()
+    frame = read_log(uri, "svc", "predictions")
+    assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(160))
+    assert writer.written == 160 and written >= 0
+
+
+def test_log_writer_keeps_rows_when_a_write_fails(tmp_path, monkeypatch):
+    uri = str(tmp_path / "log")
+    writer = InferenceLogWriter(uri, "svc", "feedback", "w", interval_s=60)
+    calls = {"n": 0}
+    real = InferenceLogWriter.flush.__globals__["write_part"]
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(InferenceLogWriter.flush.__globals__, "write_part", flaky)
+    writer.append_rows(_rows(5))
+    assert writer.flush() == 0  # failed: kept
+    writer.close()
+    assert len(read_log(uri, "svc", "feedback")) == 5
+
+
+def test_model_slot_keeps_serving_the_old_version_when_a_load_fails(monkeypatch):
+    loaded = LoadedModel("1", object())  # type: ignore[arg-type]
+
+    def load(service, version):
+        if version == "1":
+            return loaded
+        raise RuntimeError(f"version {version} not found")
+
+    monkeypatch.setattr("serving.model_slot.load_version", load)
+    slot = ModelSlot("svc")
+    asyncio.run(slot.switch_to("1"))
+    asyncio.run(slot.switch_to("2"))
+    health = slot.health()
+    assert slot.current is loaded
+    assert health["model_version"] == "1" and health["desired_version"] == "2"
+    assert not health["ready"] and "version 2 not found" in health["error"]
+    asyncio.run(slot.switch_to("1"))
+    assert slot.health()["ready"] and slot.health()["error"] is None
+
+
+def test_model_slot_without_any_model_raises(monkeypatch):
+    def load(service, version):
+        raise RuntimeError("no such version")
+
+    monkeypatch.setattr("serving.model_slot.load_version", load)
+    slot = ModelSlot("svc")
+    with pytest.raises(RuntimeError):
+        asyncio.run(slot.switch_to("9"))
+    assert slot.current is None and "no such version" in slot.health()["error"]
