@@ -4,7 +4,7 @@ Cold: a fresh copy of the working tree with nothing cached (`mlops data init` + 
 Warm: a second `dvc repro` in the same copy, which must run no stage.
 Models are registered in a real MLflow server started for the run on a free port.
 
-    python -m benchmarks.bench_pipeline [--keep] [--json]
+    python -m benchmarks.bench_pipeline [--keep] [--json] [--no-bytecode-cache]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,12 +28,23 @@ UP_TO_DATE = "Data and pipelines are up to date"
 
 
 @dataclass(frozen=True)
+class Timed:
+    """Wall time and the CPU time (user + system) of the command and its children."""
+
+    wall_s: float
+    cpu_s: float
+    output: str
+
+
+@dataclass(frozen=True)
 class PipelineTimings:
-    """Wall times in seconds."""
+    """Wall times in seconds, and CPU seconds (independent of other load on the machine)."""
 
     data_init_s: float
     repro_cold_s: float
     repro_warm_s: float
+    cold_cpu_s: float
+    warm_cpu_s: float
     warm_was_noop: bool
 
     @property
@@ -40,42 +52,69 @@ class PipelineTimings:
         return self.data_init_s + self.repro_cold_s
 
 
-def pipeline_env(repo: Path, tracking_uri: str, home: Path) -> dict[str, str]:
-    """Environment of the pipeline commands: the copy, its state folder, the MLflow server."""
+def pipeline_env(
+    repo: Path, tracking_uri: str, home: Path, pycache: Path | None = None
+) -> dict[str, str]:
+    """Environment of the pipeline commands: the copy, its state folder, the MLflow server.
+
+    With `pycache`, Python's bytecode goes there (PYTHONPYCACHEPREFIX), written by the first
+    command and read by the next, as on any machine; without it the environment decides
+    (PYTHONDONTWRITEBYTECODE=1 makes every command compile all it imports again).
+    """
     venv_bin = str(Path(sys.executable).parent)  # dvc.yaml calls `mlops`
-    return os.environ | {
+    env = os.environ | {
         "MLOPS_REPO_ROOT": str(repo),
         "MLOPS_HOME": str(home),
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
 
 
-def _timed(command: list[str], repo: Path, env: dict[str, str]) -> tuple[float, str]:
-    start = time.perf_counter()
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(command: list[str], repo: Path, env: dict[str, str]) -> Timed:
+    start, cpu = time.perf_counter(), _children_cpu_s()
     result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(
             f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
-    return elapsed, result.stdout + result.stderr
+    return Timed(elapsed, _children_cpu_s() - cpu, result.stdout + result.stderr)
 
 
-def run(repo: Path, tracking_uri: str, home: Path) -> PipelineTimings:
+def run(repo: Path, tracking_uri: str, home: Path, pycache: Path | None = None) -> PipelineTimings:
     """Time data init + cold `dvc repro`, then a warm `dvc repro`, in the copy `repo`."""
-    env = pipeline_env(repo, tracking_uri, home)
+    env = pipeline_env(repo, tracking_uri, home, pycache)
     bin_dir = Path(sys.executable).parent
     mlops, dvc = str(bin_dir / "mlops"), str(bin_dir / "dvc")
-    data_init_s, _ = _timed([mlops, "data", "init"], repo, env)
-    cold_s, _ = _timed([dvc, "repro"], repo, env)
-    warm_s, output = _timed([dvc, "repro"], repo, env)
-    noop = UP_TO_DATE in output and "Running stage" not in output
-    return PipelineTimings(data_init_s, cold_s, warm_s, noop)
+    init = _timed([mlops, "data", "init"], repo, env)
+    cold = _timed([dvc, "repro"], repo, env)
+    warm = _timed([dvc, "repro"], repo, env)
+    noop = UP_TO_DATE in warm.output and "Running stage" not in warm.output
+    return PipelineTimings(
+        data_init_s=init.wall_s,
+        repro_cold_s=cold.wall_s,
+        repro_warm_s=warm.wall_s,
+        cold_cpu_s=init.cpu_s + cold.cpu_s,
+        warm_cpu_s=warm.cpu_s,
+        warm_was_noop=noop,
+    )
 
 
-def bench(workdir: Path) -> PipelineTimings:
-    """Copy the working tree into `workdir`, start MLflow there, time the pipeline, stop MLflow."""
+def bench(workdir: Path, bytecode_cache: bool = True) -> PipelineTimings:
+    """Copy the working tree into `workdir`, start MLflow there, time the pipeline, stop MLflow.
+
+    `bytecode_cache`: Python bytecode is cached in `workdir` (empty at the start: the cold run
+    compiles once); False leaves it to the environment.
+    """
     from mlops import stack
     from services.settings import get_settings
     from tests.conftest import copy_repo, free_port
@@ -92,7 +131,8 @@ def bench(workdir: Path) -> PipelineTimings:
         log.info("starting MLflow at %s", settings.tracking_uri)
         stack.mlflow_up(settings, timeout_s=120)
         try:
-            return run(repo, settings.tracking_uri, home)
+            pycache = workdir / "pycache" if bytecode_cache else None
+            return run(repo, settings.tracking_uri, home, pycache)
         finally:
             stack.mlflow_down(settings)
     finally:
@@ -104,11 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
     parser.add_argument("--json", action="store_true", help="print the timings as JSON")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="leave bytecode caching to the environment (PYTHONDONTWRITEBYTECODE)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:
-        timings = bench(workdir)
+        timings = bench(workdir, bytecode_cache=not args.no_bytecode_cache)
     finally:
         if args.keep:
             log.info("kept %s", workdir)
@@ -117,11 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(asdict(timings) | {"cold_s": round(timings.cold_s, 2)}))
     else:
-        print(f"cold  (data init + dvc repro): {timings.cold_s:6.1f} s")
-        print(f"  data init                    {timings.data_init_s:6.1f} s")
-        print(f"  dvc repro                    {timings.repro_cold_s:6.1f} s")
-        print(f"warm  (second dvc repro):      {timings.repro_warm_s:6.1f} s")
-        print(f"warm run was a no-op: {'yes' if timings.warm_was_noop else 'NO'}")
+        t = timings
+        print(f"cold  (data init + dvc repro): {t.cold_s:6.1f} s   cpu {t.cold_cpu_s:6.1f} s")
+        print(f"  data init                    {t.data_init_s:6.1f} s")
+        print(f"  dvc repro                    {t.repro_cold_s:6.1f} s")
+        print(f"warm  (second dvc repro):      {t.repro_warm_s:6.1f} s   cpu {t.warm_cpu_s:6.1f} s")
+        print(f"warm run was a no-op: {'yes' if t.warm_was_noop else 'NO'}")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
     return 0 if timings.warm_was_noop else 1
 
 

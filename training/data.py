@@ -43,29 +43,33 @@ def pointer_md5(paths: ServicePaths) -> str | None:
 
 
 def ensure_snapshot(spec: ServiceSpec) -> str:
-    """Make the service's snapshot present: `dvc pull` it, or rebuild the default one.
+    """Make the service's snapshot present: rebuild the default one, or `dvc pull` it.
 
     A fresh clone has an empty DVC remote; the default snapshot is deterministic, so it is
-    regenerated and must match the committed pointer. Returns how it was obtained.
+    regenerated (no remote needed) when it is what the committed pointer names. Any other
+    snapshot (a retrain) is pulled. Returns how it was obtained.
     """
     paths = ServicePaths(spec.name)
     expected = pointer_md5(paths)
     if paths.snapshot.exists() and file_md5(paths.snapshot) == expected:
         return "present"
-    if expected is not None and _dvc_pull(paths):
-        return "pulled"
     params = load_params(spec.name).generate
     paths.snapshot.parent.mkdir(parents=True, exist_ok=True)
-    generate(spec, params.rows, params.seed).to_parquet(paths.snapshot, index=False)
-    actual = file_md5(paths.snapshot)
-    if expected is not None and actual != expected:
-        raise DataError(
-            f"{paths.snapshot_pointer}: snapshot {expected} is in no reachable DVC remote and "
-            f"is not the default data (md5 {actual}); `dvc pull` it from its remote"
-        )
-    if expected is None:
-        subprocess.run([tool("dvc"), "add", str(paths.snapshot)], cwd=paths.root, check=True)
-    return "generated"
+    candidate = paths.snapshot.with_name(f".{paths.snapshot.name}.generated")
+    generate(spec, params.rows, params.seed).to_parquet(candidate, index=False)
+    actual = file_md5(candidate)
+    if expected is None or actual == expected:
+        candidate.replace(paths.snapshot)
+        if expected is None:
+            subprocess.run([tool("dvc"), "add", str(paths.snapshot)], cwd=paths.root, check=True)
+        return "generated"
+    candidate.unlink()  # never leave data in place that the pointer does not name
+    if _dvc_pull(paths):
+        return "pulled"
+    raise DataError(
+        f"{paths.snapshot_pointer}: snapshot {expected} is in no reachable DVC remote and "
+        f"is not the default data (md5 {actual}); `dvc pull` it from its remote"
+    )
 
 
 def _dvc_pull(paths: ServicePaths) -> bool:

@@ -13,6 +13,7 @@ from services.encoding import FeatureEncoder
 from services.layout import ServicePaths
 from services.spec import ServiceSpec
 from training.data import load_split
+from training.train import DEFAULT_THREADS
 
 PLOT_POINTS = 2_000
 
@@ -60,6 +61,7 @@ def evaluate(spec: ServiceSpec) -> dict[str, float]:
     paths = ServicePaths(spec.name)
     test = load_split(spec, "test")
     booster = xgb.Booster(model_file=str(paths.model))
+    booster.set_param({"nthread": DEFAULT_THREADS})
     raw = booster.inplace_predict(FeatureEncoder(spec).encode_frame(test))
     y_true = test[spec.target].to_numpy()
     values = score(spec, y_true, raw)

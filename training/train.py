@@ -9,6 +9,11 @@ from services.layout import ServicePaths
 from services.spec import ServiceSpec
 from training.data import load_split
 
+# One thread unless the spec's model params say otherwise: on shared cores (CI runners, a
+# laptop also running Ray) OpenMP threads spin-wait on each other and a small training run
+# gets many times slower; the trees are the same with any thread count.
+DEFAULT_THREADS = 1
+
 
 def dmatrix(spec: ServiceSpec, split: str) -> xgb.DMatrix:
     """A split as an XGBoost matrix with categorical columns marked."""
@@ -27,7 +32,7 @@ def train(spec: ServiceSpec) -> dict[str, int]:
     """Train with early stopping on the validation split; write the booster file."""
     train_set, valid_set = dmatrix(spec, "train"), dmatrix(spec, "valid")
     booster = xgb.train(
-        spec.model.params,
+        {"nthread": DEFAULT_THREADS} | spec.model.params,
         train_set,
         num_boost_round=spec.model.num_boost_round,
         evals=[(valid_set, "valid")],

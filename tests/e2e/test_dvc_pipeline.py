@@ -30,9 +30,9 @@ STAGES = ("prepare", "train", "evaluate", "register")
 class Pipeline:
     """A fresh repository copy and the commands the pipeline runs in it."""
 
-    def __init__(self, root: Path, tracking_uri: str) -> None:
+    def __init__(self, root: Path, tracking_uri: str, pycache: Path) -> None:
         self.root = root
-        self.env = pipeline_env(root, tracking_uri, root / ".mlops")
+        self.env = pipeline_env(root, tracking_uri, root / ".mlops", pycache)
 
     def run(self, tool: str, *args: str) -> str:
         result = subprocess.run(
@@ -57,7 +57,8 @@ def stages_run(output: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, mlflow_server) -> Pipeline:
-    return Pipeline(copy_repo(tmp_path_factory.mktemp("pipeline")), mlflow_server)
+    root = copy_repo(tmp_path_factory.mktemp("pipeline"))
+    return Pipeline(root, mlflow_server, tmp_path_factory.mktemp("pycache"))
 
 
 @pytest.fixture(scope="module")
