@@ -22,6 +22,7 @@ from ray.serve.handle import DeploymentHandle
 from services.settings import get_settings
 from services.spec import ServiceSpec, load_spec
 from serving.api import RequestError, ServiceApi, new_request_ids, now
+from serving.auth import ApiKeyAuth
 from serving.log_writer import InferenceLogWriter
 from serving.manifest import BATCH, REALTIME
 from serving.model_slot import LoadedModel, ModelSlot
@@ -45,7 +46,9 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 
 def _error(exc: RequestError) -> Response:
-    return _json(exc.body(), exc.status)
+    response = _json(exc.body(), exc.status)
+    response.headers.update(getattr(exc, "headers", {}))  # 401: WWW-Authenticate
+    return response
 
 
 def _replica_id() -> str:
@@ -135,6 +138,7 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
             super().__init__(service, spec.serving.max_request_rows, "predict")
             self.batch = batch
             self.batch_api = ServiceApi(spec, spec.serving.max_batch_rows)
+            self.auth = ApiKeyAuth.from_env()  # MLOPS_API_KEY; off when unset
             self.feedback_log = InferenceLogWriter(
                 get_settings().inference_log_uri, service, "feedback", f"feedback-{_replica_id()}"
             )
@@ -167,6 +171,7 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
         )
         async def predict(self, request: Request) -> Response:
             try:
+                self.auth.check(request.headers)
                 self.api.check_size(request.headers.get("content-length"))
                 return _json(
                     await self._respond(self.api.parse_records(await request.body()), "predict")
@@ -177,6 +182,7 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
         @api.post("/invocations", summary="MLflow scoring protocol")
         async def invocations(self, request: Request) -> Response:
             try:
+                self.auth.check(request.headers)
                 self.api.check_size(request.headers.get("content-length"))
                 records = self.api.parse_invocations(await request.body())
                 result = await self._respond(records, "invocations")
@@ -193,6 +199,10 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
 
         @api.post("/batch", summary="Score a large JSON, CSV or Parquet table")
         async def batch(self, request: Request) -> Response:
+            try:
+                self.auth.check(request.headers)
+            except RequestError as exc:
+                return _error(exc)
             length = request.headers.get("content-length")
             limit = spec.serving.max_batch_rows * 1_024 + 1_024
             if length and int(length) > limit:
@@ -212,6 +222,7 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
         @api.post("/feedback", status_code=202, summary="Record the true label of a prediction")
         async def feedback(self, request: Request) -> Response:
             try:
+                self.auth.check(request.headers)
                 item = self.api.parse_feedback(await request.body())
             except RequestError as exc:
                 return _error(exc)
