@@ -112,3 +112,8 @@ ifdef SERVICE
 else
 	$(ACT) schedule -W .github/workflows/monitor.yml -e $(ACT_DIR)/schedule.json $(ACT_FLAGS)
 endif
+
+bench: install ## serving and pipeline benchmarks side by side -> benchmarks/RESULTS.md
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null; } \
+	  || { echo "error: wrk is needed (apt-get install wrk)"; exit 1; }
+	$(BIN)/python -m benchmarks.bench_serving

@@ -1,0 +1,343 @@
+"""Serving and pipeline speed side by side, in one run, on the same fraud-detection model.
+
+Real-time: this project's endpoint (default ingress) vs `mlflow models serve` vs a bare
+starlette+uvicorn process (the practical limit), at 1 and 16 connections (wrk).
+Batch: 1,000,000 rows through /batch, through `mlops batch-score` (Ray Data), in-process.
+Pipeline and operations: `dvc repro` cold/warm, `mlops promote` wall time, the monitor on
+100,000 rows. Writes benchmarks/RESULTS.md and benchmarks/latency.png.
+
+    python -m benchmarks.bench_serving [--duration 10] [--rows 1000000]   (or: make bench)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.load import LoadResult, run_wrk
+
+log = logging.getLogger(__name__)
+SERVICE = "fraud-detection"
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+WORKERS = 2  # every server gets the machine's 2 cores: 2 processes/replicas each
+
+
+def _wait_http(url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not come up")
+
+
+@contextmanager
+def server(command: list[str], health_url: str, env: dict[str, str]) -> Iterator[None]:
+    """A server process for the duration of a measurement."""
+    process = subprocess.Popen(
+        command,
+        env=os.environ | env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_http(health_url)
+        yield
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+
+
+def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[LoadResult]:
+    """The same single-record payload against the three servers, at 1 and 16 connections."""
+    from services.settings import get_settings
+    from tests.conftest import free_port
+
+    def measure(name: str, url: str, payload: str) -> list[LoadResult]:
+        return [run_wrk(name, url, payload, c, duration_s) for c in (1, 16)]
+
+    results = measure(
+        "this project (Ray Serve, HAProxy ingress)",
+        f"{get_settings().serve_url}/{SERVICE}/predict",
+        body,
+    )
+    mlflow_port, bare_port = free_port(), free_port()
+    mlflow_cmd = [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{SERVICE}/{version}",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(mlflow_port),
+        "-w",
+        str(WORKERS),
+    ]
+    with server(mlflow_cmd, f"http://127.0.0.1:{mlflow_port}/ping", {}):
+        payload = json.dumps({"dataframe_records": json.loads(body)["records"]})
+        results += measure(
+            "mlflow models serve", f"http://127.0.0.1:{mlflow_port}/invocations", payload
+        )
+    bare_cmd = [
+        str(BIN / "uvicorn"),
+        "benchmarks.bare_server:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(bare_port),
+        "--workers",
+        str(WORKERS),
+        "--log-level",
+        "warning",
+    ]
+    bare_env = {"MLOPS_BENCH_BOOSTER": str(booster), "MLOPS_BENCH_SERVICE": SERVICE}
+    with server(bare_cmd, f"http://127.0.0.1:{bare_port}/predict", bare_env):
+        results += measure(
+            "bare starlette + inplace_predict", f"http://127.0.0.1:{bare_port}/predict", body
+        )
+    return results
+
+
+def batch(rows: int, workdir: Path, version: str) -> dict[str, float]:
+    """Rows/s through /batch (chunks of max_batch_rows), Ray Data, and in-process."""
+    from services.datagen import generate
+    from services.settings import get_settings
+    from services.spec import load_spec
+    from serving.batch_score import batch_score
+    from serving.model_slot import load_version
+
+    spec = load_spec(SERVICE)
+    frame = generate(spec, rows, seed=11)[spec.feature_names]
+    model = load_version(SERVICE, version).model
+    start = time.perf_counter()
+    model.predict_matrix(model.encoder.encode_frame(frame))
+    in_process = rows / (time.perf_counter() - start)
+
+    chunk = spec.serving.max_batch_rows
+    bodies = []
+    for begin in range(0, rows, chunk):
+        buffer = io.BytesIO()
+        frame.iloc[begin : begin + chunk].to_parquet(buffer, index=False)
+        bodies.append(buffer.getvalue())
+    url = f"{get_settings().serve_url}/{SERVICE}/batch"
+    with httpx.Client(timeout=600) as client:
+        client.post(url, content=bodies[0], headers={"content-type": "application/x-parquet"})
+        start = time.perf_counter()
+        for body in bodies:
+            response = client.post(
+                url, content=body, headers={"content-type": "application/x-parquet"}
+            )
+            response.raise_for_status()
+    endpoint = rows / (time.perf_counter() - start)
+
+    source = workdir / "batch-input.parquet"
+    frame.to_parquet(source, index=False)
+    start = time.perf_counter()
+    batch_score(
+        SERVICE, str(source), str(workdir / "batch-output"), version, get_settings().ray_address
+    )
+    ray_data = rows / (time.perf_counter() - start)
+    return {"in_process": in_process, "endpoint": endpoint, "ray_data": ray_data}
+
+
+def promote_wall_time(repo: Path, env: dict[str, str]) -> tuple[str, float]:
+    """Register one more version, then time `mlops promote` until the endpoint serves it."""
+    mlops = str(BIN / "mlops")
+    subprocess.run(
+        [mlops, "stage", "register", SERVICE], cwd=repo, env=env, check=True, capture_output=True
+    )
+    version = json.loads((repo / "models" / SERVICE / "registration.json").read_text())["version"]
+    start = time.perf_counter()
+    subprocess.run(
+        [mlops, "promote", f"{SERVICE}@v{version}"],
+        cwd=repo,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return version, time.perf_counter() - start
+
+
+def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[str, Any]:
+    from benchmarks import bench_monitor, bench_pipeline
+    from mlops import stack
+    from services.datagen import generate
+    from services.schema import frame_to_records
+    from services.settings import get_settings
+    from services.spec import load_spec
+    from serving.promote import promote
+    from tests.conftest import copy_repo, free_port
+
+    repo = copy_repo(workdir / "repo")
+    home = workdir / "home"
+    saved = dict(os.environ)
+    os.environ |= {
+        "MLOPS_HOME": str(home),
+        "MLOPS_REPO_ROOT": str(repo),
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+    }
+    try:
+        settings = get_settings()
+        stack.mlflow_up(settings, timeout_s=120)
+        stack.ray_up(settings, timeout_s=180)
+        results: dict[str, Any] = {"cores": os.cpu_count()}
+        log.info("pipeline: dvc repro cold and warm")
+        results["pipeline"] = asdict(bench_pipeline.run(repo, settings.tracking_uri, home))
+        for service in ("fraud-detection", "demand-forecast"):
+            promote(f"{service}@v1")
+        env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        version, results["promote_s"] = promote_wall_time(repo, dict(env))
+        spec = load_spec(SERVICE)
+        body = json.dumps(
+            {"records": frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])}
+        )
+        log.info("real-time load")
+        results["realtime"] = [
+            asdict(r)
+            for r in realtime(body, repo / "models" / SERVICE / "model.ubj", version, duration_s)
+        ]
+        log.info("batch: %d rows", rows)
+        results["batch"] = batch(rows, workdir, version)
+        log.info("monitor: %d rows", monitor_rows)
+        results["monitor"] = asdict(
+            bench_monitor.bench(monitor_rows, workdir / "monitor", settings.tracking_uri)
+        )
+        return results
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def report(results: dict[str, Any]) -> str:
+    """RESULTS.md: absolute figures, ratios against the alternatives, and the targets."""
+    rt = {(r["name"], r["connections"]): r for r in results["realtime"]}
+    ours, mlflow_name, bare = (name for name, c in rt if c == 1)
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (`python -m benchmarks.bench_serving`) on a machine with "
+        f"{results['cores']} cores. All servers score the same registered `fraud-detection` "
+        f"model; each may use every core ({WORKERS} processes or replicas each), with wrk on "
+        "the same machine.",
+        "",
+        "## Real-time (single-record requests, wrk)",
+        "",
+        "| server | connections | requests/s | p50 ms | p99 ms | non-2xx |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results["realtime"]:
+        lines.append(
+            f"| {r['name']} | {r['connections']} | {r['requests_per_s']:.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non_2xx']} |"
+        )
+    at16 = {name: rt[(name, 16)]["requests_per_s"] for name in (ours, mlflow_name, bare)}
+    lines += [
+        "",
+        f"- At 16 connections: {_ratio(at16[ours], at16[mlflow_name])} the requests/s of "
+        f"`mlflow models serve` (target >= 2.5x), {at16[ours] / at16[bare]:.0%} of the bare "
+        f"baseline (target >= 60%), p99 {rt[(ours, 16)]['p99_ms']:.1f} ms (target <= 20 ms).",
+        f"- At 1 connection: p50 {rt[(ours, 1)]['p50_ms']:.2f} ms (target <= 2 ms).",
+        "",
+        "## Batch (rows/s)",
+        "",
+        "| path | rows/s | vs in-process |",
+        "| --- | --- | --- |",
+    ]
+    b = results["batch"]
+    for key, label in (
+        ("in_process", "in-process `inplace_predict` (nthread=1)"),
+        ("endpoint", "`/batch` (Parquet bodies of max_batch_rows)"),
+        ("ray_data", "`mlops batch-score` (Ray Data)"),
+    ):
+        lines.append(f"| {label} | {b[key]:,.0f} | {b[key] / b['in_process']:.0%} |")
+    p, m = results["pipeline"], results["monitor"]
+    lines += [
+        "",
+        "## Pipeline and operations",
+        "",
+        "| what | figure | target |",
+        "| --- | --- | --- |",
+        f"| `dvc repro` cold (data init + repro) | {p['data_init_s'] + p['repro_cold_s']:.1f} s "
+        "| <= 60 s |",
+        f"| `dvc repro` warm (no-op: {p['warm_was_noop']}) | {p['repro_warm_s']:.1f} s | <= 5 s |",
+        f"| `mlops promote` (command start to endpoint serving) | {results['promote_s']:.1f} s "
+        "| <= 30 s |",
+        f"| monitor, {m['rows']:,} rows | {m['monitor_s']:.1f} s, peak RSS "
+        f"{m['peak_rss_mib']:.0f} MiB | <= 30 s, <= 2 GiB |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Latency (p50 and p99) against throughput for each server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    names = dict.fromkeys(r["name"] for r in results["realtime"])
+    for name in names:
+        points = sorted(
+            (r for r in results["realtime"] if r["name"] == name), key=lambda r: r["connections"]
+        )
+        rates = [r["requests_per_s"] for r in points]
+        axis.plot(rates, [r["p50_ms"] for r in points], "o-", label=f"{name} p50")
+        axis.plot(rates, [r["p99_ms"] for r in points], "x--", label=f"{name} p99")
+    axis.set_xlabel("requests/s (1 and 16 connections)")
+    axis.set_ylabel("latency (ms)")
+    axis.set_yscale("log")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="batch rows")
+    parser.add_argument("--monitor-rows", type=int, default=100_000)
+    parser.add_argument("--output", type=Path, default=HERE, help="folder for RESULTS.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        results = run(Path(tmp), args.duration, args.rows, args.monitor_rows)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.output / "RESULTS.md").write_text(report(results) + "\n\n![latency](latency.png)\n")
+    plot(results, args.output / "latency.png")
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

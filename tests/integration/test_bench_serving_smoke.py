@@ -1,0 +1,89 @@
+"""The serving benchmark's pieces on a tiny load: wrk parsing and a short run on the baseline."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.bench_serving import report, server
+from benchmarks.load import parse_wrk, run_wrk
+from services.datagen import generate
+from services.schema import frame_to_records
+from services.spec import load_spec
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8000/x
+  Latency Distribution
+     50%  850.00us
+     75%    1.20ms
+     90%    2.00ms
+     99%    1.05s
+  1000 requests in 1.00s, 100.00KB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:   1000.50
+"""
+
+
+def test_parse_wrk_reads_rate_percentiles_and_errors():
+    result = parse_wrk("x", 16, WRK_OUTPUT)
+    assert result.requests_per_s == 1000.5
+    assert result.p50_ms == pytest.approx(0.85) and result.p99_ms == pytest.approx(1050)
+    assert result.non_2xx == 3
+
+
+def test_baseline_server_under_a_short_wrk_run(registered, repo):
+    spec = load_spec("fraud-detection")
+    body = json.dumps({"records": frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])})
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "uvicorn"),
+        "benchmarks.bare_server:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    env = {"MLOPS_BENCH_BOOSTER": str(repo / "models/fraud-detection/model.ubj")}
+    with server(command, f"http://127.0.0.1:{port}/predict", env):
+        result = run_wrk("bare", f"http://127.0.0.1:{port}/predict", body, 2, 1)
+    assert result.requests_per_s > 0 and result.non_2xx == 0
+    assert 0 < result.p50_ms <= result.p99_ms
+
+
+def test_report_states_every_target():
+    rows = [
+        {
+            "name": n,
+            "connections": c,
+            "requests_per_s": r,
+            "p50_ms": 1.0,
+            "p99_ms": 5.0,
+            "non_2xx": 0,
+        }
+        for n, r in (("ours", 2000.0), ("mlflow", 500.0), ("bare", 3000.0))
+        for c in (1, 16)
+    ]
+    results = {
+        "cores": 2,
+        "realtime": rows,
+        "batch": {"in_process": 1e6, "endpoint": 6e5, "ray_data": 5e5},
+        "pipeline": {
+            "data_init_s": 5,
+            "repro_cold_s": 40,
+            "repro_warm_s": 2,
+            "warm_was_noop": True,
+        },
+        "promote_s": 12.0,
+        "monitor": {"rows": 100_000, "monitor_s": 9, "peak_rss_mib": 700},
+    }
+    text = report(results)
+    assert "4.00x the requests/s of `mlflow models serve`" in text
+    assert "67% of the bare baseline" in text
+    assert "| `/batch` (Parquet bodies of max_batch_rows) | 600,000 | 60% |" in text
+    for target in ("<= 60 s", "<= 5 s", "<= 30 s", "<= 2 GiB", "<= 2 ms", "<= 20 ms"):
+        assert target in text
