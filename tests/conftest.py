@@ -77,7 +77,7 @@ def mlflow_server(repo: Path, session_env: dict[str, str]) -> Iterator[str]:
 
     session_env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{free_port()}"
     settings = get_settings()
-    status = stack.mlflow_up(settings, timeout_s=120)
+    status = stack.mlflow_up(settings, timeout_s=300)
     assert status.healthy
     yield settings.tracking_uri
     stack.mlflow_down(settings)
