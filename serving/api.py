@@ -7,13 +7,13 @@ Every rejection is a `RequestError` with a status and a JSON body naming the pro
 from __future__ import annotations
 
 import io
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pydantic_core
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -30,6 +30,7 @@ from services.spec import ServiceSpec
 
 BYTES_PER_ROW = 1_024  # generous upper bound of one JSON record; bodies above rows x this are 413
 MAX_ERRORS = 20
+MAX_EXACT_INTEGER = 2**53  # larger floats in an integer column cannot be exact integers
 CSV_TYPES = ("text/csv", "application/csv")
 PARQUET_TYPES = (
     "application/vnd.apache.parquet",
@@ -106,7 +107,8 @@ class ServiceApi:
     # --- requests --------------------------------------------------------------------------
 
     def check_size(self, content_length: str | None, body: bytes | None = None) -> None:
-        size = len(body) if body is not None else int(content_length or 0)
+        """413 when the declared (Content-Length) or actual size exceeds the limit."""
+        size = len(body) if body is not None else parse_content_length(content_length)
         if size > self.max_body_bytes:
             raise RequestError(
                 413,
@@ -126,8 +128,8 @@ class ServiceApi:
     def parse_invocations(self, body: bytes) -> list[dict[str, Any]]:
         """MLflow scoring protocol: dataframe_split, dataframe_records or inputs."""
         self.check_size(None, body)
-        try:
-            payload = json.loads(body)
+        try:  # pydantic's parser: bounded nesting depth, no RecursionError, faster than json
+            payload = pydantic_core.from_json(body)
         except ValueError as exc:
             raise RequestError(400, f"body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict) or len(payload) != 1:
@@ -170,15 +172,19 @@ class ServiceApi:
         except RequestError:
             raise
         except Exception as exc:  # pandas/pyarrow parse errors of many types
-            raise RequestError(400, f"cannot read the {kind} body: {exc}") from None
+            raise RequestError(400, f"cannot read the {kind} body: {_brief(exc)}") from None
         if len(frame) > self.max_rows:
             raise RequestError(413, f"too many rows: {len(frame)} > {self.max_rows} per request")
         if frame.empty:
             raise RequestError(422, "the table has no rows")
-        unknown = sorted(set(frame.columns) - set(self.spec.feature_names))
+        unknown = sorted(str(c) for c in set(frame.columns) - set(self.spec.feature_names))
         if unknown:
-            raise RequestError(422, f"unknown columns: {', '.join(unknown)}")
+            raise RequestError(422, f"unknown columns: {_names(unknown)}")
+        missing = [f.name for f in self.spec.features if not f.nullable and f.name not in frame]
+        if missing:
+            raise RequestError(422, f"missing columns: {_names(missing)}")
         frame = frame.reindex(columns=self.spec.feature_names)
+        _check_integer_columns(self.spec, frame)
         problems = validate_frame(self.spec, frame.assign(**{self.spec.target: 0}))
         if problems:
             detail = [{"loc": ["rows", p.row, p.column], "msg": p.message} for p in problems]
@@ -189,7 +195,7 @@ class ServiceApi:
                 else str(problems[0]),
                 detail[:MAX_ERRORS],
             )
-        return frame
+        return _canonical(self.spec, frame)
 
     def parse_feedback(self, body: bytes) -> dict[str, Any]:
         """`{"request_id", "label"}`; the label must fit the task (binary: 0 or 1)."""
@@ -199,7 +205,12 @@ class ServiceApi:
             item = Feedback.model_validate_json(body)
         except ValidationError as exc:
             raise from_validation(exc, 1) from None
-        label = float(item.label)
+        try:
+            label = float(item.label)
+        except OverflowError:
+            raise RequestError(
+                422, "label: number too large", [{"loc": ["label"], "msg": "number too large"}]
+            ) from None
         if self.spec.task == "binary" and label not in (0.0, 1.0):
             raise RequestError(
                 422,
@@ -228,6 +239,60 @@ class ServiceApi:
         return prediction_frame(self.spec, raw).to_dict("series")  # type: ignore[return-value]
 
 
+def parse_content_length(value: str | None) -> int:
+    """The declared body size; 400 when the header is not a non-negative integer."""
+    if value is None or value == "":
+        return 0
+    if not value.isascii() or not value.isdigit():
+        raise RequestError(400, f"invalid Content-Length header: {value[:40]!r}")
+    return int(value)
+
+
+def _brief(exc: Exception, limit: int = 200) -> str:
+    """First line of a parser's message, bounded (some echo whole schemas)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _names(names: list[str], shown: int = 10, width: int = 40) -> str:
+    """A bounded list of (client-supplied) names for an error message."""
+    listed = ", ".join(n if len(n) <= width else n[:width] + "..." for n in names[:shown])
+    return listed + (f" (and {len(names) - shown} more)" if len(names) > shown else "")
+
+
+def _check_integer_columns(spec: ServiceSpec, frame: pd.DataFrame) -> None:
+    """Floats in integer columns that no integer equals (inf, beyond 2**53): 422, not a crash."""
+    for feature in spec.features:
+        column = frame[feature.name]
+        if feature.type != "integer" or not pd.api.types.is_float_dtype(column):
+            continue
+        bad = np.flatnonzero((column.abs() > MAX_EXACT_INTEGER).to_numpy())  # NaN is not bad
+        if bad.size:
+            row = int(bad[0])
+            message = f"{column.iloc[row]} is not an integer in range"
+            raise RequestError(
+                422,
+                f"row {row}, column '{feature.name}': {message}",
+                [{"loc": ["rows", row, feature.name], "msg": message}],
+            )
+
+
+def _canonical(spec: ServiceSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """Validated columns in plain dtypes: a Decimal, float16 or dictionary column of a Parquet
+    body would otherwise break the inference-log write of every frame buffered with it."""
+    columns = {}
+    for feature in spec.features:
+        column = frame[feature.name]
+        if feature.type == "integer" and pd.api.types.is_integer_dtype(column):
+            column = column.astype("int64")
+        elif feature.type in ("numeric", "integer"):
+            column = column.astype("float64")
+        elif feature.type == "categorical" or not pd.api.types.is_bool_dtype(column):
+            column = column.astype(object).where(column.notna(), None)
+        columns[feature.name] = column
+    return pd.DataFrame(columns, index=frame.index)
+
+
 def new_request_ids(count: int) -> list[str]:
     return [uuid.uuid4().hex for _ in range(count)]
 
@@ -237,17 +302,25 @@ def now() -> datetime:
 
 
 def _mlflow_records(key: str, value: Any) -> list[Any]:
-    if key == "dataframe_records" and isinstance(value, list):
-        return value
-    if key == "dataframe_split" and isinstance(value, dict):
-        columns, data = value.get("columns"), value.get("data")
+    if key == "dataframe_records":
+        if isinstance(value, list):
+            return value
+        raise RequestError(422, "dataframe_records: must be a list of records")
+    if key == "dataframe_split":
+        columns, data = (
+            (value.get("columns"), value.get("data")) if isinstance(value, dict) else 2 * (None,)
+        )
         if (
             isinstance(columns, list)
+            and len(set(map(str, columns))) == len(columns)
+            and all(isinstance(column, str) for column in columns)
             and isinstance(data, list)
             and all(isinstance(row, list) and len(row) == len(columns) for row in data)
         ):
             return [dict(zip(columns, row, strict=True)) for row in data]
-        raise RequestError(422, "dataframe_split: needs 'columns' and 'data' rows of equal length")
+        raise RequestError(
+            422, "dataframe_split: needs 'columns' (names) and 'data' rows of equal length"
+        )
     if key == "inputs":
         if isinstance(value, list):
             return value
