@@ -97,8 +97,13 @@ def monitor(state: DemoState, services: list[str]) -> None:
         pr = result.pull_request.url if result.pull_request else (result.pull_request_note or "-")
         console.print(
             f"{service}: decision [bold]{result.action}[/] "
-            f"(drift share {result.measurements.drift_share}); PR: {pr}"
+            f"(feature drift share {_share(result)}); PR: {pr}"
         )
+
+
+def _share(result: Any) -> str:
+    share = result.measurements.feature_drift_share
+    return "-" if share is None else f"{share:.2f}"
 
 
 def retrain_from_branch(branch: str, service: str) -> None:
@@ -139,7 +144,7 @@ def summary(state: DemoState) -> None:
             service,
             f"v{state.versions.get(service, '-')}",
             versions,
-            f"{result.measurements.drift_share:.2f}" if result else "-",
+            _share(result) if result else "-",
             result.action if result else "-",
             result.pull_request.url if result and result.pull_request else "-",
             str(result.report_html) if result and result.report_html else "-",
