@@ -13,7 +13,7 @@ console = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> None:
     """Print a one-line error and exit non-zero (never a traceback for expected failures)."""
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
