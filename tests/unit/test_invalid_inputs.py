@@ -16,7 +16,6 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from mlops.cli import app
-from mlops.console import console
 from services.settings import PACKAGE_REPO
 from services.spec import SpecError, load_catalogue, load_spec, service_names
 from serving import manifest
@@ -82,12 +81,6 @@ def cli(root: Path, *args: str, one_line: bool = True) -> str:
     if one_line:
         assert len(lines) == 1, result.stderr
     return " ".join(lines)
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No wrapping of long paths by the CLI's console (the terminal of CliRunner is 80 wide)."""
-    monkeypatch.setattr(console, "_width", 10_000)
 
 
 # --- service names and service.yaml -------------------------------------------------------
