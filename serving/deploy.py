@@ -13,7 +13,13 @@ import httpx
 from services.settings import get_settings
 from serving.manifest import deployable, load
 
-RUNTIME_ENV_VARS = ("MLFLOW_TRACKING_URI", "MLOPS_INFERENCE_LOG_URI", "MLOPS_API_KEY")
+RUNTIME_ENV_VARS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLOPS_INFERENCE_LOG_URI",
+    "MLOPS_API_KEY",
+)
 TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
 
 
