@@ -86,10 +86,11 @@ def fraud_params_changed(warm, pipeline) -> tuple[dict[str, dict[str, str]], str
     return before, pipeline.run("dvc", "repro")
 
 
-def test_cold_repro_runs_every_stage_and_registers_a_version_per_service(
-    cold, pipeline, mlflow_server
-):
-    assert stages_run(cold) == {f"{stage}@{service}" for stage in STAGES for service in SERVICES}
+def test_cold_repro_rebuilds_and_registers_a_version_per_service(cold, pipeline, mlflow_server):
+    # evaluate's outputs are committed (metrics, plots): with identical inputs it may be skipped
+    every = {f"{stage}@{service}" for stage in STAGES for service in SERVICES}
+    rebuilt = {name for name in every if not name.startswith("evaluate@")}
+    assert rebuilt <= stages_run(cold) <= every
     client = MlflowClient(mlflow_server)
     git = ["git", "rev-parse", "HEAD"]
     head = subprocess.run(git, cwd=pipeline.root, capture_output=True, text=True, check=True)
