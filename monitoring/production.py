@@ -13,9 +13,14 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 
-from services.registry import PREVIOUS, PRODUCTION, PROMOTED_AT_TAG, REFERENCE_ARTIFACT
+from services.registry import (
+    PREVIOUS,
+    PRODUCTION,
+    PROMOTED_AT_TAG,
+    REFERENCE_ARTIFACT,
+    aliased_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +63,6 @@ def _info(version: ModelVersion) -> VersionInfo:
     return VersionInfo(str(version.version), str(version.run_id), _metrics(version))
 
 
-def _alias(client: MlflowClient, service: str, alias: str) -> ModelVersion | None:
-    try:
-        return client.get_model_version_by_alias(service, alias)
-    except MlflowException:
-        return None
-
-
 def promotion_time(version: ModelVersion) -> tuple[datetime, str]:
     """The `promoted_at` tag; without it the registration time, a lower bound (an alias is
     set after registration), so a version is never taken as more recently promoted than it is."""
@@ -80,12 +78,12 @@ def promotion_time(version: ModelVersion) -> tuple[datetime, str]:
 
 
 def load_production(client: MlflowClient, service: str) -> Production:
-    current = _alias(client, service, PRODUCTION)
+    current = aliased_version(client, service, PRODUCTION)
     if current is None:
         raise NotInProduction(
             f"{service}: no version holds the '{PRODUCTION}' alias; promote one first"
         )
-    previous = _alias(client, service, PREVIOUS)
+    previous = aliased_version(client, service, PREVIOUS)
     promoted_at, source = promotion_time(current)
     return Production(
         service=service,

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from monitoring.gitutil import changed_files, scratch_worktree
 from monitoring.pull_requests import Change
-from monitoring.snapshot import SnapshotStats, file_md5, labelled_rows, merge_snapshot
-from services.layout import ServicePaths
+from monitoring.snapshot import SnapshotStats, labelled_rows, merge_snapshot
+from services.layout import ServicePaths, file_md5
 from services.settings import tool
 from services.spec import ServiceSpec
 
@@ -68,16 +67,10 @@ def share_dvc_state(tree: Path, repo: Path) -> None:
     (tree / ".dvc" / "config.local").write_text("\n".join(lines) + "\n")
 
 
-def pointer_md5(pointer: Path) -> str | None:
-    if not pointer.exists():
-        return None
-    return str(yaml.safe_load(pointer.read_text())["outs"][0]["md5"])
-
-
 def previous_snapshot(tree_paths: ServicePaths, repo_paths: ServicePaths) -> pd.DataFrame:
     """The snapshot the base commit points at: the checkout's copy when its md5 matches the
     pointer (a fresh clone regenerates the default data), else `dvc pull` (cache or remote)."""
-    expected = pointer_md5(tree_paths.snapshot_pointer)
+    expected = tree_paths.recorded_md5
     if expected is None:
         raise SnapshotUnavailable(f"{repo_paths.snapshot_pointer}: no DVC pointer committed")
     pulled = dvc(
@@ -119,7 +112,7 @@ def build_retrain_change(
         dvc("add", "--quiet", relative, cwd=tree)
         dvc("push", "--quiet", f"{relative}.dvc", cwd=tree)
         files = changed_files(tree)
-        md5 = pointer_md5(tree_paths.snapshot_pointer) or "?"
+        md5 = tree_paths.recorded_md5 or "?"
     log.info("%s: snapshot %s pushed (%d rows)", spec.name, md5, stats.total_rows)
     body = _body(spec, stats, md5, evidence)
     change = Change(

@@ -3,10 +3,8 @@ validated against the spec (rows that fail are dropped and counted, never writte
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,14 +26,6 @@ class SnapshotStats:
     @property
     def total_rows(self) -> int:
         return self.previous_rows + self.added_rows
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def labelled_rows(spec: ServiceSpec, labelled: pd.DataFrame, label: str = "label") -> pd.DataFrame:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+
 from services.registry import connect
 from services.spec import load_spec
 
@@ -35,5 +37,5 @@ def registered_versions(services: list[str]) -> list[dict[str, Any]]:
 def _aliases(client: Any, name: str) -> dict[str, str]:
     try:
         return dict(client.get_registered_model(name).aliases)
-    except Exception:
+    except MlflowException:  # no registered model yet
         return {}

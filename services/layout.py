@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from services.settings import repo_root
 
@@ -23,6 +26,13 @@ class ServicePaths:
     @property
     def snapshot_pointer(self) -> Path:
         return self.snapshot.with_name(self.snapshot.name + ".dvc")
+
+    @property
+    def recorded_md5(self) -> str | None:
+        """The md5 the snapshot's .dvc pointer records, if there is a pointer."""
+        if not self.snapshot_pointer.exists():
+            return None
+        return str(yaml.safe_load(self.snapshot_pointer.read_text())["outs"][0]["md5"])
 
     @property
     def prepared(self) -> Path:
@@ -47,3 +57,12 @@ class ServicePaths:
     def registration(self) -> Path:
         """Record of the version the last `register` stage created (not a hand-off file)."""
         return self.root / "models" / self.service / "registration.json"
+
+
+def file_md5(path: Path) -> str:
+    """The md5 DVC records for a file."""
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

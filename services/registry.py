@@ -7,6 +7,8 @@ import urllib.request
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 
 from services.settings import get_settings
 
@@ -45,3 +47,11 @@ def connect() -> MlflowClient:
 
 def model_uri(service: str, version: str | int) -> str:
     return f"models:/{service}/{version}"
+
+
+def aliased_version(client: MlflowClient, service: str, alias: str) -> ModelVersion | None:
+    """The version holding `alias` (production, previous), or None when no version does."""
+    try:
+        return client.get_model_version_by_alias(service, alias)
+    except MlflowException:
+        return None

@@ -83,31 +83,23 @@ class _Replica:
     def log_records(
         self,
         records: list[dict[str, Any]],
-        raw: np.ndarray,
-        ids: list[str],
+        predictions: list[dict[str, Any]],
         version: str,
         endpoint: str,
     ) -> None:
-        stamp = now()
+        """Append served rows (features + request id + prediction) to the inference log."""
         meta = {
-            "timestamp": stamp,
+            "timestamp": now(),
             "service": self.spec.name,
             "model_version": version,
             "endpoint": endpoint,
         }
-        rows = []
-        for record, rid, prediction in zip(
-            records, ids, self.api.predictions(raw, ids), strict=True
-        ):
-            rows.append(
-                {
-                    **record,
-                    "request_id": rid,
-                    **meta,
-                    **{k: v for k, v in prediction.items() if k != "request_id"},
-                }
-            )
-        self.predictions_log.append_rows(rows)
+        self.predictions_log.append_rows(
+            [
+                {**record, **meta, **prediction}
+                for record, prediction in zip(records, predictions, strict=True)
+            ]
+        )
 
 
 def realtime_deployment(spec: ServiceSpec) -> Any:
@@ -157,12 +149,19 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
                 start += len(batch)
             return out
 
+        async def _read(self, request: Request, limits: ServiceApi | None = None) -> bytes:
+            """The body of an authenticated request, refused (413) before reading if too big."""
+            self.auth.check(request.headers)
+            if limits is not None:
+                limits.check_size(request.headers.get("content-length"))
+            return await request.body()
+
         async def _respond(self, records: list[dict[str, Any]], endpoint: str) -> dict[str, Any]:
             self.model()  # 503 before queueing when nothing is loaded
             version, raw = await self._score(records)
-            ids = new_request_ids(len(records))
-            self.log_records(records, raw, ids, version, endpoint)
-            return {"model_version": version, "predictions": self.api.predictions(raw, ids)}
+            predictions = self.api.predictions(raw, new_request_ids(len(records)))
+            self.log_records(records, predictions, version, endpoint)
+            return {"model_version": version, "predictions": predictions}
 
         @api.post(
             "/predict",
@@ -171,20 +170,15 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
         )
         async def predict(self, request: Request) -> Response:
             try:
-                self.auth.check(request.headers)
-                self.api.check_size(request.headers.get("content-length"))
-                return _json(
-                    await self._respond(self.api.parse_records(await request.body()), "predict")
-                )
+                records = self.api.parse_records(await self._read(request, self.api))
+                return _json(await self._respond(records, "predict"))
             except RequestError as exc:
                 return _error(exc)
 
         @api.post("/invocations", summary="MLflow scoring protocol")
         async def invocations(self, request: Request) -> Response:
             try:
-                self.auth.check(request.headers)
-                self.api.check_size(request.headers.get("content-length"))
-                records = self.api.parse_invocations(await request.body())
+                records = self.api.parse_invocations(await self._read(request, self.api))
                 result = await self._respond(records, "invocations")
                 return _json(
                     {
@@ -200,20 +194,9 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
         @api.post("/batch", summary="Score a large JSON, CSV or Parquet table")
         async def batch(self, request: Request) -> Response:
             try:
-                self.auth.check(request.headers)
+                body = await self._read(request, self.batch_api)
             except RequestError as exc:
                 return _error(exc)
-            length = request.headers.get("content-length")
-            limit = spec.serving.max_batch_rows * 1_024 + 1_024
-            if length and int(length) > limit:
-                return _error(
-                    RequestError(
-                        413,
-                        f"body of {length} bytes exceeds the limit of "
-                        f"{limit} bytes ({spec.serving.max_batch_rows} rows)",
-                    )
-                )
-            body = await request.body()
             status, payload = await self.batch.score.remote(
                 body, request.headers.get("content-type", "application/json")
             )
@@ -222,8 +205,7 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
         @api.post("/feedback", status_code=202, summary="Record the true label of a prediction")
         async def feedback(self, request: Request) -> Response:
             try:
-                self.auth.check(request.headers)
-                item = self.api.parse_feedback(await request.body())
+                item = self.api.parse_feedback(await self._read(request))
             except RequestError as exc:
                 return _error(exc)
             self.feedback_log.append_rows([{**item, "timestamp": now(), "service": spec.name}])

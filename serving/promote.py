@@ -22,7 +22,14 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from services.model import signature_from_spec
-from services.registry import PREVIOUS, PRODUCTION, PROMOTED_AT_TAG, connect, model_uri
+from services.registry import (
+    PREVIOUS,
+    PRODUCTION,
+    PROMOTED_AT_TAG,
+    aliased_version,
+    connect,
+    model_uri,
+)
 from services.settings import get_settings
 from services.spec import SERVICE_NAME_PATTERN, ServiceSpec, SpecError, load_spec
 from serving import manifest
@@ -62,10 +69,8 @@ def parse_tag(tag: str) -> tuple[str, str]:
 
 
 def _alias(client: MlflowClient, service: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(service, alias).version)
-    except MlflowException:
-        return None
+    version = aliased_version(client, service, alias)
+    return None if version is None else str(version.version)
 
 
 def _metric(client: MlflowClient, spec: ServiceSpec, version: str) -> float:

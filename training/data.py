@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import subprocess
 from collections import Counter
 
 import pandas as pd
-import yaml
 from sklearn.model_selection import train_test_split
 
 from services.datagen import generate
-from services.layout import ServicePaths
+from services.layout import ServicePaths, file_md5
 from services.schema import MAX_REPORTED_PROBLEMS, Problem, validate_frame
 from services.settings import tool
 from services.spec import ServiceSpec
@@ -26,22 +24,6 @@ class DataError(ValueError):
     """A snapshot that cannot be used; the message says which rows and columns are wrong."""
 
 
-def file_md5(path: object) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:  # type: ignore[call-overload]
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def pointer_md5(paths: ServicePaths) -> str | None:
-    """The md5 recorded in the snapshot's .dvc pointer file, if there is one."""
-    if not paths.snapshot_pointer.exists():
-        return None
-    outs = yaml.safe_load(paths.snapshot_pointer.read_text())["outs"]
-    return str(outs[0]["md5"])
-
-
 def ensure_snapshot(spec: ServiceSpec) -> str:
     """Make the service's snapshot present: rebuild the default one, or `dvc pull` it.
 
@@ -50,7 +32,7 @@ def ensure_snapshot(spec: ServiceSpec) -> str:
     snapshot (a retrain) is pulled. Returns how it was obtained.
     """
     paths = ServicePaths(spec.name)
-    expected = pointer_md5(paths)
+    expected = paths.recorded_md5
     if paths.snapshot.exists() and file_md5(paths.snapshot) == expected:
         return "present"
     params = load_params(spec.name).generate

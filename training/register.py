@@ -18,7 +18,7 @@ from services.model import ServiceModel, prediction_frame, signature_from_spec
 from services.registry import REFERENCE_ARTIFACT, connect
 from services.settings import repo_root
 from services.spec import SPEC_FILE, ServiceSpec
-from training.data import load_split, pointer_md5
+from training.data import load_split
 from training.params import load_params, params_hash
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def lineage_tags(spec: ServiceSpec, metrics: dict[str, float]) -> dict[str, str]
     paths = ServicePaths(spec.name)
     tags = {
         "git_commit": git_commit(),
-        "dvc_data_md5": pointer_md5(paths) or "untracked",
+        "dvc_data_md5": paths.recorded_md5 or "untracked",
         "params_hash": params_hash(spec, load_params(spec.name)),
         "evaluation_metric": spec.evaluation.metric,
     }

@@ -85,8 +85,8 @@ def test_every_category_is_seen_in_training(splits, service):
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_snapshot_is_the_tracked_version(splits, service, repo):
-    from training.data import file_md5, pointer_md5
+    from services.layout import file_md5
 
     paths = ServicePaths(service)
     assert paths.root == repo
-    assert file_md5(paths.snapshot) == pointer_md5(paths)
+    assert file_md5(paths.snapshot) == paths.recorded_md5

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from services.datagen import generate
-from services.layout import ServicePaths
+from services.layout import ServicePaths, file_md5
 from services.settings import PACKAGE_REPO
 from services.spec import load_spec
 from training import data
-from training.data import DataError, ensure_snapshot, file_md5
+from training.data import DataError, ensure_snapshot
 
 pytestmark = pytest.mark.unit
 
