@@ -134,6 +134,7 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
     status = ray_status(settings)
     if status.healthy or not status.managed:
         return status
+    _stop_orphaned_haproxy()  # left by an earlier head: it would hold the serve ports
     ingress = haproxy_env()
     if not ingress:
         log.warning(
