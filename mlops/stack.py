@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
 HAPROXY_STATE_DIR = "/tmp/haproxy-serve/"  # Ray Serve's default HAProxy config folder
+# Logical CPUs the local head declares: twice the cores. Serve replicas ask 0.25 each and Ray
+# Data's file-listing tasks a whole CPU, so at one per core a `mlops batch-score` job would
+# wait forever beside scaled-up replicas; real CPU use stays bounded by nthread=1 per model.
+LOCAL_LOGICAL_CPUS = 2 * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,7 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
         "start",
         "--head",
         f"--port={port}",
+        f"--num-cpus={LOCAL_LOGICAL_CPUS}",
         "--dashboard-host=127.0.0.1",
         "--disable-usage-stats",
     ]

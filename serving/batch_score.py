@@ -14,6 +14,11 @@ from serving.model_slot import load_version
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 50_000
+# Logical CPU shares, like the serve replicas' 0.25: a whole CPU would wait forever on a
+# cluster whose replicas already hold most of its CPUs.
+SCORER_CPUS = 0.5
+IO_CPUS = 0.25
+ACTOR_WAIT_S = 120  # fail with a clear error rather than wait forever for a scorer slot
 
 
 class Scorer:
@@ -47,21 +52,26 @@ def batch_score(
     address: str | None = None,
 ) -> dict[str, Any]:
     """Read Parquet/CSV at `input_uri`, write predictions as Parquet to `output_uri`."""
+    import fsspec
     import ray
 
     spec = load_spec(service)
+    filesystem, path = fsspec.core.url_to_fs(input_uri)
+    if not filesystem.exists(path):
+        raise FileNotFoundError(f"batch-score input not found: {input_uri}")
     version = version or production_version(service)
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_WAIT_S
+    io_args = {"num_cpus": IO_CPUS}
     reader = ray.data.read_csv if input_uri.endswith(".csv") else ray.data.read_parquet
-    scored = reader(input_uri).map_batches(
+    reader(input_uri, ray_remote_args=io_args).map_batches(
         Scorer,
         fn_constructor_kwargs={"service": spec.name, "version": version},
         batch_format="pandas",
         batch_size=BATCH_ROWS,
         concurrency=1,
-        num_cpus=1,
-    )
-    scored.write_parquet(output_uri)
-    rows = scored.count()
+        num_cpus=SCORER_CPUS,
+    ).write_parquet(output_uri, ray_remote_args=io_args)
+    rows = ray.data.read_parquet(output_uri).count()  # from the files' metadata
     log.info("scored %d rows of %s with v%s into %s", rows, service, version, output_uri)
     return {"service": service, "version": version, "rows": rows, "output": output_uri}

@@ -161,7 +161,7 @@ def batch_score_command(
 
     address = get_settings().ray_address
     result = run_guarded(lambda: batch_score(service, input_uri, output_uri, version, address))
-    console.print(json.dumps(result))
+    typer.echo(json.dumps(result))
 
 
 def register(app: typer.Typer) -> None:

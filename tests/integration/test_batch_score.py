@@ -1,0 +1,60 @@
+"""`mlops batch-score`: Ray Data scores a file with the serving model code, like /batch does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from services.datagen import generate
+from services.settings import get_settings
+from services.spec import load_spec
+
+pytestmark = pytest.mark.integration
+SERVICE = "fraud-detection"
+MLOPS = str(Path(sys.executable).parent / "mlops")
+
+
+def batch_score(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it: its own process and Ray driver, bounded in time."""
+    command = [MLOPS, "batch-score", "--service", SERVICE, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_batch_score_writes_the_same_predictions_as_the_endpoint(served, tmp_path):
+    spec = load_spec(SERVICE)
+    frame = generate(spec, 3_000, seed=21)[spec.feature_names]
+    source = tmp_path / "input.parquet"
+    frame.to_parquet(source, index=False)
+
+    done = batch_score("--input", str(source), "--output", str(tmp_path / "out"))
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["rows"] == 3_000 and result["version"] == served[SERVICE]
+    scored = pd.read_parquet(tmp_path / "out")
+    assert len(scored) == 3_000 and set(scored["model_version"]) == {served[SERVICE]}
+    head = frame.head(20)
+    response = httpx.post(
+        f"{get_settings().serve_url}/{SERVICE}/batch",
+        content=head.to_csv(index=False),
+        headers={"content-type": "text/csv"},
+        timeout=60,
+    )
+    online = [p["probability"] for p in response.json()["predictions"]]
+    offline = scored.merge(head.reset_index(), on=list(head.columns)).sort_values("index")
+    assert offline["probability"].round(5).tolist() == pd.Series(online).round(5).tolist()
+
+
+def test_batch_score_names_a_missing_input_and_writes_nothing(served, tmp_path):
+    done = batch_score("--input", str(tmp_path / "absent.parquet"), "--output", str(tmp_path / "o"))
+
+    assert done.returncode != 0
+    assert "absent.parquet" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "o").exists()
