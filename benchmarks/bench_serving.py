@@ -12,6 +12,7 @@ Pipeline and operations: `dvc repro` cold/warm, `mlops promote` wall time, the m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -37,34 +38,41 @@ BIN = Path(sys.executable).parent
 WORKERS = 2  # every server gets the machine's 2 cores: 2 processes/replicas each
 
 
-def _wait_http(url: str, timeout_s: float = 120) -> None:
+def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(url, timeout=2).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"{url} did not come up")
+    raise TimeoutError(f"{url} did not come up (exit code {process.poll()})")
 
 
 @contextmanager
 def server(command: list[str], health_url: str, env: dict[str, str]) -> Iterator[None]:
-    """A server process for the duration of a measurement."""
-    process = subprocess.Popen(
-        command,
-        env=os.environ | env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        _wait_http(health_url)
-        yield
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+    """A server process (the venv's tools on its PATH) for the duration of a measurement."""
+    path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            command,
+            env=os.environ | env | {"PATH": path},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _wait_http(health_url, process)
+            yield
+        except TimeoutError:
+            output.seek(0)
+            log.error("%s output:\n%s", command[0], output.read().decode()[-3000:])
+            raise
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 15)
+            process.wait(timeout=30)
 
 
 def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[LoadResult]:
@@ -227,6 +235,7 @@ def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[st
         )
         return results
     finally:
+        stack.down()
         os.environ.clear()
         os.environ.update(saved)
 
@@ -329,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=HERE, help="folder for RESULTS.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         results = run(Path(tmp), args.duration, args.rows, args.monitor_rows)
     args.output.mkdir(parents=True, exist_ok=True)

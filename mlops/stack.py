@@ -96,6 +96,9 @@ def mlflow_up(settings: Settings, timeout_s: float = 60.0) -> ComponentStatus:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            # no job runner: its huey consumers (GenAI jobs, unused here) cost 7 processes,
+            # about 1.8 GiB and seconds of CPU at every start
+            env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
     (settings.home / "mlflow.pid").write_text(str(process.pid))
     _wait(
