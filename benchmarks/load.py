@@ -6,8 +6,10 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import psutil
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 LUA = """wrk.method = "POST"
@@ -24,6 +26,12 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    cpu_ms_per_request: float = 0.0  # whole machine (server, ingress and wrk) per request
+
+
+def _busy_cpu_s() -> float:
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def parse_wrk(name: str, connections: int, output: str) -> LoadResult:
@@ -59,6 +67,7 @@ def run_wrk(name: str, url: str, body: str, connections: int, duration_s: int) -
         body_file.write_text(body)
         script.write_text(LUA.format(body=body_file))
         threads = min(2, connections)
+        busy_before = _busy_cpu_s()
         output = subprocess.run(
             [
                 wrk,
@@ -74,4 +83,7 @@ def run_wrk(name: str, url: str, body: str, connections: int, duration_s: int) -
             capture_output=True,
             text=True,
         ).stdout
-    return parse_wrk(name, connections, output)
+        busy_s = _busy_cpu_s() - busy_before
+    result = parse_wrk(name, connections, output)
+    requests = result.requests_per_s * duration_s
+    return replace(result, cpu_ms_per_request=1e3 * busy_s / requests if requests else 0.0)

@@ -17,6 +17,7 @@ from pydantic import ValidationError as ValidationError  # re-exported for calle
 from services.spec import Feature, ServiceSpec
 
 MAX_REPORTED_PROBLEMS = 50
+MAX_EXACT_INTEGER = 2**53  # larger floats cannot be told apart from their integer neighbours
 
 
 def _field_type(feature: Feature) -> Any:
@@ -85,11 +86,12 @@ def validate_frame(spec: ServiceSpec, frame: pd.DataFrame) -> list[Problem]:
     """Problems in a frame of feature columns and the target; rows are positions (0-based)."""
     problems: list[Problem] = []
     features = frame.drop(columns=[spec.target], errors="ignore")
-    adapter = TypeAdapter(list[record_model(spec)])  # type: ignore[valid-type]
-    try:
-        adapter.validate_python(frame_to_records(spec, features))
-    except ValidationError as exc:
-        problems.extend(problems_from(exc))
+    if not surely_valid(spec, features):  # the record model names each problem, row by row
+        adapter = TypeAdapter(list[record_model(spec)])  # type: ignore[valid-type]
+        try:
+            adapter.validate_python(frame_to_records(spec, features))
+        except ValidationError as exc:
+            problems.extend(problems_from(exc))
     if spec.target in frame.columns:
         target = pd.to_numeric(frame[spec.target], errors="coerce")
         bad = target.isna()
@@ -106,3 +108,47 @@ def validate_frame(spec: ServiceSpec, frame: pd.DataFrame) -> list[Problem]:
     else:
         problems.append(Problem(-1, spec.target, "target column is missing"))
     return problems
+
+
+def surely_valid(spec: ServiceSpec, features: pd.DataFrame) -> bool:
+    """Column-wise (vectorized) check that every row passes the record model.
+
+    Conservative: True only when no row can fail; anything unusual (object columns of mixed
+    types, extension dtypes it does not know) returns False and goes to the per-row model.
+    """
+    known = {f.name: f for f in spec.features}
+    if not set(features.columns) <= known.keys():
+        return False
+    for feature in spec.features:
+        if feature.name not in features:
+            if not feature.nullable:
+                return False
+            continue
+        if not _column_surely_valid(feature, features[feature.name]):
+            return False
+    return True
+
+
+def _column_surely_valid(feature: Feature, column: pd.Series) -> bool:
+    missing = column.isna().to_numpy()
+    if missing.any() and not feature.nullable:
+        return False
+    present = column[~missing]
+    if feature.type == "boolean":
+        return pd.api.types.is_bool_dtype(column)
+    if feature.type == "categorical":
+        return bool(present.isin(feature.categories or ()).all())
+    if pd.api.types.is_bool_dtype(column) or not (
+        pd.api.types.is_integer_dtype(column) or pd.api.types.is_float_dtype(column)
+    ):
+        return False
+    values = present.to_numpy(dtype="float64")
+    if not np.isfinite(values).all():
+        return False
+    if feature.type == "integer" and not (
+        (values == np.round(values)).all() and (np.abs(values) <= MAX_EXACT_INTEGER).all()
+    ):
+        return False
+    low = -np.inf if feature.min is None else feature.min
+    high = np.inf if feature.max is None else feature.max
+    return bool(((values >= low) & (values <= high)).all())

@@ -6,11 +6,11 @@ deployments take the model version from `user_config` and swap it in `reconfigur
 pickles by value.)
 """
 
-import json
 import logging
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
@@ -41,8 +41,17 @@ class AppArgs(BaseModel):
     service: str
 
 
+def _encode(payload: Any) -> bytes:
+    """JSON bytes (orjson: ~10x json.dumps on 100k-row batch responses; NaN becomes null)."""
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def _json(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload).encode(), status_code=status, media_type="application/json")
+    return _raw_json(_encode(payload), status)
+
+
+def _raw_json(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _error(exc: RequestError) -> Response:
@@ -197,10 +206,10 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
                 body = await self._read(request, self.batch_api)
             except RequestError as exc:
                 return _error(exc)
-            status, payload = await self.batch.score.remote(
+            status, encoded = await self.batch.score.remote(
                 body, request.headers.get("content-type", "application/json")
             )
-            return _json(payload, status)
+            return _raw_json(encoded, status)
 
         @api.post("/feedback", status_code=202, summary="Record the true label of a prediction")
         async def feedback(self, request: Request) -> Response:
@@ -243,12 +252,13 @@ class Batch(_Replica):
     async def reconfigure(self, config: dict[str, Any]) -> None:
         await self.slot.switch_to(config.get("model_version"))
 
-    async def score(self, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+    async def score(self, body: bytes, content_type: str) -> tuple[int, bytes]:
+        """Status and encoded JSON: bytes cross the handle far cheaper than 100k dicts."""
         try:
             frame = self.api.parse_table(body, content_type)
             loaded = self.model()
         except RequestError as exc:
-            return exc.status, exc.body()
+            return exc.status, _encode(exc.body())
         raw = loaded.model.predict_matrix(loaded.model.encoder.encode_frame(frame))
         ids = new_request_ids(len(frame))
         columns = self.api.prediction_columns(raw)
@@ -262,7 +272,8 @@ class Batch(_Replica):
                 **columns,
             )
         )
-        return 200, {"model_version": loaded.version, "predictions": self.api.predictions(raw, ids)}
+        predictions = self.api.predictions(raw, ids)
+        return 200, _encode({"model_version": loaded.version, "predictions": predictions})
 
     def __del__(self) -> None:
         self.predictions_log.close()

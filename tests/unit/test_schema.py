@@ -12,7 +12,13 @@ from pydantic import ValidationError
 
 from services.datagen import generate
 from services.encoding import FeatureEncoder
-from services.schema import Problem, frame_to_records, record_model, validate_frame
+from services.schema import (
+    Problem,
+    frame_to_records,
+    record_model,
+    surely_valid,
+    validate_frame,
+)
 from services.spec import load_spec
 from training.data import problem_report
 
@@ -134,6 +140,50 @@ def test_invalid_value_in_a_frame_names_row_and_column(fraud, frame, column, val
     assert (problem.row, problem.column) == (7, column)
     assert message in problem.message
     assert str(problem).startswith(f"row 7, column '{column}'")
+
+
+# Each case makes one column of a valid frame unusual; the vectorized check may send it to the
+# per-row model (False) but must never accept what the model rejects.
+UNUSUAL_COLUMNS = [
+    ("hour", [30], False),
+    ("hour", [1.0], True),  # whole floats in an integer column are integers
+    ("hour", [1.5], False),
+    ("hour", [2**60], False),
+    ("amount", [np.inf], False),
+    ("amount", [-0.01], False),
+    ("amount", [True], False),
+    ("amount", [7], True),  # an int is a valid float
+    ("amount", ["7"], False),
+    ("amount", [None], False),
+    ("customer_age", [None], True),
+    ("customer_age", [np.nan], True),
+    ("merchant_category", ["crypto_exchange"], False),
+    ("merchant_category", [1], False),
+    ("card_present", [1], False),
+    ("card_present", ["yes"], False),
+    ("card_present", [None], False),
+    ("distance_from_home_km", [None], True),
+]
+
+
+@pytest.mark.parametrize(("column", "values", "valid"), UNUSUAL_COLUMNS)
+def test_vectorized_check_never_accepts_what_the_record_model_rejects(
+    fraud, frame, column, values, valid
+):
+    features = frame[fraud.feature_names].head(len(values)).reset_index(drop=True)
+    features[column] = pd.Series(values)
+    model_accepts = validate_frame(fraud, features.assign(is_fraud=0)) == []
+    assert model_accepts == valid
+    fast = surely_valid(fraud, features)
+    assert not fast or model_accepts
+    assert surely_valid(fraud, frame[fraud.feature_names])  # the common case stays fast
+
+
+def test_vectorized_check_sends_unknown_or_missing_columns_to_the_model(fraud, frame):
+    features = frame[fraud.feature_names]
+    assert not surely_valid(fraud, features.assign(colour="red"))
+    assert not surely_valid(fraud, features.drop(columns=["hour"]))
+    assert surely_valid(fraud, features.drop(columns=["customer_age"]))  # nullable
 
 
 def test_missing_value_in_a_non_nullable_column(fraud, frame):
