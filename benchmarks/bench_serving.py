@@ -22,12 +22,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 
 from benchmarks.load import LoadResult, run_wrk
 
@@ -36,6 +38,7 @@ SERVICE = "fraud-detection"
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 WORKERS = 2  # every server gets the machine's 2 cores: 2 processes/replicas each
+BATCH_CLIENTS = 2  # the Batch deployment's max_ongoing_requests: upload overlaps scoring
 WARMUP_S = 15  # > the manifest's upscale_delay_s: autoscaling has settled before measuring
 
 
@@ -152,27 +155,40 @@ def batch(rows: int, workdir: Path, version: str) -> dict[str, float]:
         frame.iloc[begin : begin + chunk].to_parquet(buffer, index=False)
         bodies.append(buffer.getvalue())
     url = f"{get_settings().serve_url}/{SERVICE}/batch"
-    with httpx.Client(timeout=600) as client:
-        client.post(url, content=bodies[0], headers={"content-type": "application/x-parquet"})
+    headers = {"content-type": "application/vnd.apache.parquet"}
+    with httpx.Client(timeout=600) as client, ThreadPoolExecutor(BATCH_CLIENTS) as pool:
+
+        def post(body: bytes) -> None:
+            client.post(url, content=body, headers=headers).raise_for_status()
+
+        post(bodies[0])  # the batch replica may be scaled to zero
         start = time.perf_counter()
-        for body in bodies:
-            response = client.post(
-                url, content=body, headers={"content-type": "application/x-parquet"}
-            )
-            response.raise_for_status()
+        list(pool.map(post, bodies))
     endpoint = rows / (time.perf_counter() - start)
 
-    source = workdir / "batch-input.parquet"
-    frame.to_parquet(source, index=False)
-    command = [str(BIN / "mlops"), "batch-score", "--service", SERVICE, "--version", version]
-    start = time.perf_counter()  # the whole command, as a user runs it: Ray driver start included
-    subprocess.run(
-        [*command, "--input", str(source), "--output", str(workdir / "batch-output")],
-        check=True,
-        capture_output=True,
-    )
-    ray_data = rows / (time.perf_counter() - start)
-    return {"in_process": in_process, "endpoint": endpoint, "ray_data": ray_data}
+    def batch_score_s(frame: pd.DataFrame, name: str) -> float:
+        """Wall time of the whole command, as a user runs it: Ray driver start included."""
+        source = workdir / f"{name}.parquet"
+        frame.to_parquet(source, index=False)
+        command = [str(BIN / "mlops"), "batch-score", "--service", SERVICE, "--version", version]
+        start = time.perf_counter()
+        subprocess.run(
+            [*command, "--input", str(source), "--output", str(workdir / f"{name}-scored")],
+            check=True,
+            capture_output=True,
+        )
+        return time.perf_counter() - start
+
+    fixed_s = batch_score_s(frame.head(1_000), "small")  # driver, actor and model start-up
+    total_s = batch_score_s(frame, "large")
+    ray_data = rows / total_s
+    return {
+        "in_process": in_process,
+        "endpoint": endpoint,
+        "ray_data": ray_data,
+        "ray_data_fixed_s": fixed_s,
+        "ray_data_after_start_up": rows / max(total_s - fixed_s, 1e-9),
+    }
 
 
 def promote_wall_time(repo: Path, env: dict[str, str]) -> tuple[str, float]:
@@ -244,6 +260,29 @@ def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[st
         os.environ.update(saved)
 
 
+DEFAULTS = """## Why the serving defaults are what they are
+
+- **Ingress: Ray Serve's HAProxy ingress with `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`** (set by
+  `mlops stack up`). The Python HTTP proxy is a second Python hop per request and caps a
+  2-core machine near 450 requests/s; HAProxy forwards straight to the replica's own HTTP
+  server, and the throughput mode runs user code on the replica's event loop (no thread hop)
+  and talks gRPC between deployments (the `/batch` hand-over).
+- **`@serve.batch(max_batch_size=64, batch_wait_timeout_s=0)`**: requests already queued are
+  scored in one `inplace_predict` call; none waits for company, since any wait adds straight to
+  single-connection latency.
+- **`max_ongoing_requests: 32`, 1-2 real-time replicas per service, `target_ongoing_requests:
+  8`**: one replica per core at full load (each replica is one Python thread plus XGBoost with
+  `nthread=1`; more threads than cores only adds contention), and enough requests in flight per
+  replica to fill a batch.
+- **Validation of the raw bytes by pydantic-core** (no JSON-to-dict-to-model double pass),
+  **orjson** responses, request ids built from one UUID per request.
+- **`/batch`**: a separate deployment (scales to zero) so large tables never queue behind
+  real-time requests; frames are checked column-wise (vectorized) and only go through the
+  per-row model when something is wrong, to name the row; results cross the deployment handle
+  as encoded JSON bytes.
+"""
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
@@ -291,6 +330,28 @@ def report(results: dict[str, Any]) -> str:
         ("ray_data", "`mlops batch-score` (Ray Data)"),
     ):
         lines.append(f"| {label} | {b[key]:,.0f} | {b[key] / b['in_process']:.0%} |")
+    if "ray_data_fixed_s" in b:
+        lines += [
+            "",
+            f"`mlops batch-score` pays a fixed {b['ray_data_fixed_s']:.1f} s (driver connection, "
+            "scorer actor, model load: the same command on 1,000 rows) whatever the input; "
+            f"after it, it scores {b['ray_data_after_start_up']:,.0f} rows/s "
+            f"({b['ray_data_after_start_up'] / b['in_process']:.0%} of in-process).",
+        ]
+    cpu = {name: rt[(name, 16)].get("cpu_ms_per_request", 0.0) for name in (ours, bare)}
+    if cpu[ours] and cpu[bare]:
+        cores = results["cores"]
+        lines += [
+            "",
+            "## What bounds real-time throughput",
+            "",
+            f"At 16 connections the machine spends {cpu[ours]:.2f} CPU ms per request through "
+            f"Ray Serve (HAProxy, replica, router) against {cpu[bare]:.2f} ms for the bare "
+            f"server (wrk included in both). With {cores} cores that caps this project at about "
+            f"{cores * 1000 / cpu[ours]:,.0f} requests/s and the bare server at "
+            f"{cores * 1000 / cpu[bare]:,.0f}: the gap is Ray Serve's per-request work, not "
+            "the model (the same `inplace_predict` call in both).",
+        ]
     p, m = results["pipeline"], results["monitor"]
     lines += [
         "",
@@ -306,6 +367,7 @@ def report(results: dict[str, Any]) -> str:
         f"| monitor, {m['rows']:,} rows | {m['monitor_s']:.1f} s, peak RSS "
         f"{m['peak_rss_mib']:.0f} MiB | <= 30 s, <= 2 GiB |",
         "",
+        DEFAULTS,
     ]
     return "\n".join(lines)
 

@@ -19,10 +19,10 @@ import urllib.request
 from dataclasses import dataclass
 
 from services.settings import Settings, get_settings, tool
+from serving.k8s import THROUGHPUT_ENV
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
-HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
 HAPROXY_STATE_DIR = "/tmp/haproxy-serve/"  # Ray Serve's default HAProxy config folder
 # Logical CPUs the local head declares: twice the cores. Serve replicas ask 0.25 each and Ray
 # Data's file-listing tasks a whole CPU, so at one per core a `mlops batch-score` job would
@@ -127,7 +127,7 @@ def haproxy_env() -> dict[str, str]:
     binary = shutil.which("haproxy")
     if binary is None or os.environ.get("MLOPS_INGRESS", "haproxy") != "haproxy":
         return {}
-    return HAPROXY_ENV | {"RAY_SERVE_HAPROXY_BINARY_PATH": binary}
+    return THROUGHPUT_ENV | {"RAY_SERVE_HAPROXY_BINARY_PATH": binary}
 
 
 def ray_status(settings: Settings) -> ComponentStatus:

@@ -34,6 +34,11 @@ _BlockDumper.add_representer(
 )
 
 
+# Ray Serve's high-throughput mode: HAProxy ingress straight to the replicas' HTTP servers, user
+# code on the replica's event loop, gRPC between deployments (benchmarks/RESULTS.md).
+THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
 def k8s_path() -> Path:
     return repo_root() / "infra" / "k8s" / "rayservice.yaml"
 
@@ -43,8 +48,10 @@ def _container(name: str, cpu: str, memory: str) -> dict[str, Any]:
         "name": name,
         "image": IMAGE,
         "env": [
-            {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"},
-            {"name": "RAY_SERVE_HAPROXY_BINARY_PATH", "value": "/usr/sbin/haproxy"},
+            {"name": name, "value": value}
+            for name, value in (
+                THROUGHPUT_ENV | {"RAY_SERVE_HAPROXY_BINARY_PATH": "/usr/sbin/haproxy"}
+            ).items()
         ],
         "envFrom": [
             {"configMapRef": {"name": "mlops-serving"}},
