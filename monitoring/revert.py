@@ -1,5 +1,6 @@
 """The revert change: the manifest's model version of a service set back to the `previous`
-alias version. Built from the committed manifest (HEAD), never from the working tree."""
+alias version, and the RayService re-rendered from it. Built from the committed manifest
+(HEAD), never from the working tree."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from monitoring.gitutil import show_file
 from monitoring.pull_requests import Change
+from serving.k8s import k8s_path, render
 from serving.manifest import manifest_path, set_model_version, versions
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,10 @@ def build_revert_change(
     repo: Path,
     env: str = "production",
 ) -> Change | None:
-    """The manifest edit; None when the committed manifest already serves `previous_version`."""
+    """The manifest edit and its RayService; None when the committed manifest already serves
+    `previous_version`."""
     relative = str(manifest_path(env).relative_to(repo))
+    rayservice = str(k8s_path().relative_to(repo))
     committed = show_file(repo, "HEAD", relative)
     if committed is None:
         raise FileNotFoundError(f"{relative}: not committed in {repo}")
@@ -38,14 +42,14 @@ def build_revert_change(
             log.info("%s: %s already serves v%s", service, relative, previous_version)
             return None
         replaced = set_model_version(path, service, str(previous_version))
-        text = path.read_text()
+        files = {relative: path.read_text(), rayservice: render(path, source=Path(relative))}
     title = f"Revert {service} to v{previous_version} (production v{production_version} degraded)"
     body = "\n".join(
         [
             f"The monitor found that `{service}` v{production_version}, promoted recently, "
             f"behaves worse than v{previous_version}. This pull request sets `model_version` of "
-            f"`{service}` in `{relative}` from {replaced} back to {previous_version}; merging it "
-            "makes the deploy workflow apply it.",
+            f"`{service}` in `{relative}` from {replaced} back to {previous_version} (and "
+            f"re-renders `{rayservice}`); merging it makes the deploy workflow apply it.",
             "",
             evidence,
         ]
@@ -54,6 +58,6 @@ def build_revert_change(
         branch=revert_branch(service),
         title=title,
         body=body,
-        files={relative: text},
+        files=files,
         commit_message=f"Revert {service} to v{previous_version} in {relative}",
     )

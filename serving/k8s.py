@@ -64,8 +64,9 @@ def _container(name: str, cpu: str, memory: str) -> dict[str, Any]:
     }
 
 
-def render(manifest_file: Path) -> str:
-    """The RayService document for the manifest's deployable applications."""
+def render(manifest_file: Path, source: Path | None = None) -> str:
+    """The RayService document for the manifest's deployable applications (`source`: the
+    manifest's path to name in the header, when `manifest_file` is a copy elsewhere)."""
     serve_config = deployable(load(manifest_file))
     serve_config["http_options"] = {**serve_config.get("http_options", {}), "host": "0.0.0.0"}
     head = {
@@ -107,11 +108,12 @@ def render(manifest_file: Path) -> str:
             },
         },
     }
-    source = (
-        manifest_file.relative_to(repo_root())
-        if manifest_file.is_relative_to(repo_root())
-        else manifest_file
-    )
+    if source is None:
+        source = (
+            manifest_file.relative_to(repo_root())
+            if manifest_file.is_relative_to(repo_root())
+            else manifest_file
+        )
     return HEADER.format(source=source) + yaml.dump(
         document, Dumper=_BlockDumper, sort_keys=False, width=100
     )

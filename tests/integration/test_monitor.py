@@ -246,6 +246,11 @@ def test_bad_version_on_healthy_traffic_proposes_the_revert(env, bad_in_producti
     manifest = git(repo, "show", f"monitor/{SERVICE}/revert:infra/serve/production.yaml")
     app = next(a for a in yaml.safe_load(manifest)["applications"] if a["name"] == SERVICE)
     assert {d["user_config"]["model_version"] for d in app["deployments"]} == {good_version}
+    rayservice = git(repo, "show", f"monitor/{SERVICE}/revert:infra/k8s/rayservice.yaml")
+    serve_config = yaml.safe_load(yaml.safe_load(rayservice)["spec"]["serveConfigV2"])
+    served = next(a for a in serve_config["applications"] if a["name"] == SERVICE)
+    assert {d["user_config"]["model_version"] for d in served["deployments"]} == {good_version}
+    assert "rendered from infra/serve/production.yaml" in rayservice
     assert "Revert fraud-detection" in Path(record["body_path"]).read_text()
     assert (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain")) == (head, status)
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
