@@ -24,14 +24,14 @@ import logging
 import multiprocessing
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from benchmarks.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 SERVICE = "fraud-detection"
@@ -197,14 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
-    try:
+    with scratch_dir("bench-monitor-", args.keep) as workdir:
         figures = bench(args.rows, workdir, args.tracking_uri)
-    finally:
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         print(json.dumps(asdict(figures)))
     else:

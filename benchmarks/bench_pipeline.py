@@ -14,14 +14,14 @@ import json
 import logging
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from benchmarks.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 UP_TO_DATE = "Data and pipelines are up to date"
@@ -151,14 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    try:
+    with scratch_dir("bench-pipeline-", args.keep) as workdir:
         timings = bench(workdir, bytecode_cache=not args.no_bytecode_cache)
-    finally:
-        if args.keep:
-            log.info("kept %s", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         print(json.dumps(asdict(timings) | {"cold_s": round(timings.cold_s, 2)}))
     else:
