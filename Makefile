@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps demo test lint stack-up stack-down repro bench clean
+.PHONY: install system-deps demo test reliability lint stack-up stack-down repro bench clean
 
 install: $(BIN)/mlops system-deps actionlint ## create .venv from uv.lock (and Debian's haproxy when possible)
 
@@ -27,6 +27,9 @@ demo: install ## the whole loop on embedded defaults
 
 test: install ## the whole test suite (starts its own MLflow server and Ray cluster)
 	$(BIN)/pytest
+
+reliability: install ## pytest -m reliability, figures written into docs/RELIABILITY.md
+	$(BIN)/python -m tests.reliability_report
 
 lint:
 	$(BIN)/ruff check .

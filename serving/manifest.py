@@ -22,6 +22,9 @@ REALTIME = "Realtime"
 BATCH = "Batch"
 DEPLOYMENTS = (REALTIME, BATCH)
 VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
+# The controller finds a dead replica at its next health check: Ray's default 10 s period
+# alone would use most of a 15 s recovery budget (docs/RELIABILITY.md).
+HEALTH_CHECK_PERIOD_S = 2.0
 
 
 class ManifestError(ValueError):
@@ -177,6 +180,7 @@ def render_application(spec: ServiceSpec, version: str | None) -> dict[str, Any]
                 "name": REALTIME,
                 "max_ongoing_requests": spec.serving.max_ongoing_requests,
                 "autoscaling_config": autoscaling("realtime"),
+                "health_check_period_s": HEALTH_CHECK_PERIOD_S,
                 "ray_actor_options": {"num_cpus": 0.25},
                 "user_config": dict(user_config),
             },

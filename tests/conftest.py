@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from services.settings import PACKAGE_REPO, get_settings
-from services.spec import load_catalogue
+from services.spec import load_catalogue, load_spec
 
 
 def free_port() -> int:
@@ -129,3 +129,11 @@ def served(registered: dict[str, str], ray_cluster: str) -> dict[str, str]:
     for service, version in registered.items():
         promote(f"{service}@v{version}", verify_timeout_s=240)
     return registered
+
+
+@pytest.fixture(scope="session")
+def second_version(served: dict[str, str]) -> str:
+    """Another registered version of fraud-detection (same pipeline outputs, new version)."""
+    from training.register import register
+
+    return register(load_spec("fraud-detection"))["version"]

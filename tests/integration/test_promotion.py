@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 
 import httpx
 import pytest
@@ -15,62 +13,19 @@ from services.settings import get_settings
 from services.spec import load_spec
 from serving.manifest import manifest_path, versions
 from serving.promote import PromotionError, promote
+from tests.load import Load, predict_body
 
 pytestmark = pytest.mark.integration
 SERVICE = "fraud-detection"
 
 
-@pytest.fixture(scope="module")
-def second_version(served, repo) -> str:
-    """Another registered version of the service (same pipeline outputs, new version)."""
-    from training.register import register
-
-    return register(load_spec(SERVICE))["version"]
-
-
-class Load:
-    """A bounded client sending requests back to back until stopped."""
-
-    def __init__(self, body: dict) -> None:
-        self.body, self.versions, self.failures = body, Counter(), []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        url = f"{get_settings().serve_url}/{SERVICE}/predict"
-        with httpx.Client(timeout=30) as http:
-            for _ in range(100_000):
-                if self._stop.is_set():
-                    return
-                try:
-                    response = http.post(url, json=self.body)
-                    if response.status_code == 200:
-                        self.versions[response.json()["model_version"]] += 1
-                    else:
-                        self.failures.append(response.status_code)
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _body() -> dict:
-    from services.datagen import generate
-    from services.schema import frame_to_records
-
-    spec = load_spec(SERVICE)
-    return {"records": frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])}
+    return predict_body(SERVICE)
 
 
 def test_promotion_under_load_drops_nothing_and_switches_version(served, second_version):
     first = served[SERVICE]
-    with Load(_body()) as load:
+    with Load(SERVICE, _body()) as load:
         time.sleep(2)
         promote(f"{SERVICE}@v{second_version}")
         time.sleep(2)
@@ -79,7 +34,7 @@ def test_promotion_under_load_drops_nothing_and_switches_version(served, second_
     assert versions(manifest_path())[SERVICE] == second_version
     client = MlflowClient(get_settings().tracking_uri)
     assert client.get_model_version_by_alias(SERVICE, PRODUCTION).version == second_version
-    with Load(_body()) as load:  # and back (a revert is the same in-place swap)
+    with Load(SERVICE, _body()) as load:  # and back (a revert is the same in-place swap)
         time.sleep(1)
         promote(f"{SERVICE}@v{first}")
         time.sleep(1)

@@ -29,6 +29,7 @@ from serving.api import Feedback
 from serving.auth import API_KEY_ENV
 from serving.deploy import app_health, deploy
 from serving.manifest import manifest_path
+from tests.figures import record_figure
 
 pytestmark = pytest.mark.reliability
 SERVICES = ["fraud-detection", "demand-forecast"]
@@ -178,6 +179,10 @@ def test_schemathesis_finds_no_server_error(served, service):
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
 
+    item = f"Generated requests (schemathesis), {service}"
+    record_figure(item, "cases", report["cases"], ">= 1,000", report["cases"] >= 1_000)
+    record_figure(item, "responses >= 500", len(all_errors), "0", not all_errors)
+    record_figure(item, "seconds", report["seconds"], "-", True)
     assert not all_errors, "\n".join(all_errors[:10])
     assert report["cases"] >= 1_000
     for key in ("POST /predict positive", "POST /batch positive"):

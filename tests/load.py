@@ -1,0 +1,112 @@
+"""A bounded HTTP client for tests that change the cluster while it serves traffic."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any, Self
+
+import httpx
+
+from services.datagen import generate
+from services.schema import frame_to_records
+from services.settings import get_settings
+from services.spec import load_spec
+
+
+def predict_body(service: str, rows: int = 1, seed: int = 3) -> dict[str, Any]:
+    """A valid `/predict` body of `rows` generated records."""
+    spec = load_spec(service)
+    return {"records": frame_to_records(spec, generate(spec, rows, seed)[spec.feature_names])}
+
+
+class Background:
+    """A daemon thread running `_run` while the `with` block lasts (`_stop` ends it)."""
+
+    def __init__(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Load(Background):
+    """POSTs one body to `/<service>/predict` from one thread until stopped.
+
+    `rate` paces the requests (per second; None: back to back). The client also stops by
+    itself after `max_requests` or `max_s`, so a test that fails midway cannot leave it
+    running. Each answer is kept in order: `outcomes` holds (monotonic time, model version
+    or None), `failures` the status code or exception of every request that was not a 200.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        body: dict[str, Any],
+        rate: float | None = None,
+        max_requests: int = 100_000,
+        max_s: float = 120.0,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.service, self.body, self.rate = service, body, rate
+        self.max_requests, self.max_s, self.timeout_s = max_requests, max_s, timeout_s
+        self.versions: Counter[str] = Counter()
+        self.failures: list[int | str] = []
+        self.outcomes: list[tuple[float, str | None]] = []
+        self.request_ids: list[str] = []
+        super().__init__("load")
+
+    @property
+    def sent(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def failure_share(self) -> float:
+        return len(self.failures) / max(self.sent, 1)
+
+    def version_sequence(self) -> list[str]:
+        """Served versions in answer order, consecutive repeats collapsed."""
+        sequence: list[str] = []
+        for _, version in self.outcomes:
+            if version is not None and (not sequence or sequence[-1] != version):
+                sequence.append(version)
+        return sequence
+
+    def _send(self, http: httpx.Client, url: str) -> None:
+        version: str | None = None
+        try:
+            response = http.post(url, json=self.body)
+            if response.status_code == 200:
+                answer = response.json()
+                version = answer["model_version"]
+                self.versions[version] += 1
+                self.request_ids.extend(p["request_id"] for p in answer["predictions"])
+            else:
+                self.failures.append(response.status_code)
+        except httpx.HTTPError as exc:
+            self.failures.append(repr(exc))
+        self.outcomes.append((time.monotonic(), version))
+
+    def _run(self) -> None:
+        url = f"{get_settings().serve_url}/{self.service}/predict"
+        interval = 1.0 / self.rate if self.rate else 0.0
+        started = next_at = time.monotonic()
+        with httpx.Client(timeout=self.timeout_s) as http:
+            for _ in range(self.max_requests):
+                now = time.monotonic()
+                if self._stop.is_set() or now - started > self.max_s:
+                    return
+                if next_at > now:
+                    time.sleep(next_at - now)
+                next_at = max(next_at + interval, time.monotonic() - interval)
+                self._send(http, url)
