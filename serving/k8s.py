@@ -35,8 +35,13 @@ _BlockDumper.add_representer(
 
 
 # Ray Serve's high-throughput mode: HAProxy ingress straight to the replicas' HTTP servers, user
-# code on the replica's event loop, gRPC between deployments (benchmarks/RESULTS.md).
-THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# code on the replica's event loop, gRPC between deployments (benchmarks/RESULTS.md). gRPC
+# clients stop at 4 MiB by default, below a /batch response; gRPC's own maximum lifts that.
+THROUGHPUT_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(2**31 - 1),
+}
 
 
 def k8s_path() -> Path:

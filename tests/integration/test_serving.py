@@ -102,6 +102,21 @@ def test_batch_scores_ten_thousand_rows(client, served, content):
     assert len(body["predictions"]) == 10_000
 
 
+def test_batch_at_the_row_limit_crosses_the_deployment_handle(client, served):
+    """max_batch_rows rows: request and response (~10 MB of JSON) pass between deployments."""
+    spec = load_spec("fraud-detection")
+    frame = generate(spec, spec.serving.max_batch_rows, seed=8)[spec.feature_names]
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    response = client.post(
+        "/fraud-detection/batch",
+        content=buffer.getvalue(),
+        headers={"content-type": "application/vnd.apache.parquet"},
+    )
+    assert response.status_code == 200, response.text[:500]
+    assert len(response.json()["predictions"]) == spec.serving.max_batch_rows
+
+
 def _good(service: str = "fraud-detection") -> dict:
     return records(service, 1)[0]
 
