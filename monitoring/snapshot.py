@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from services.schema import validate_frame
+from services.schema import validate_features
 from services.spec import ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def valid_positions(spec: ServiceSpec, frame: pd.DataFrame) -> np.ndarray:
     if spec.task == "binary":
         bad_target |= ~target.isin([0, 1])
     keep &= ~bad_target.to_numpy()
-    for problem in validate_frame(spec, frame.drop(columns=[spec.target])):
+    for problem in validate_features(spec, frame.drop(columns=[spec.target])):
         if problem.row >= 0:
             keep[problem.row] = False
     return keep

@@ -82,16 +82,21 @@ def frame_to_records(spec: ServiceSpec, frame: pd.DataFrame) -> list[dict[str, A
     return pd.DataFrame(columns).to_dict("records")
 
 
+def validate_features(spec: ServiceSpec, features: pd.DataFrame) -> list[Problem]:
+    """Problems in a frame of feature columns (no target); rows are positions (0-based)."""
+    if surely_valid(spec, features):
+        return []
+    adapter = TypeAdapter(list[record_model(spec)])  # type: ignore[valid-type]
+    try:  # the record model names each problem, row by row
+        adapter.validate_python(frame_to_records(spec, features))
+    except ValidationError as exc:
+        return problems_from(exc)
+    return []
+
+
 def validate_frame(spec: ServiceSpec, frame: pd.DataFrame) -> list[Problem]:
     """Problems in a frame of feature columns and the target; rows are positions (0-based)."""
-    problems: list[Problem] = []
-    features = frame.drop(columns=[spec.target], errors="ignore")
-    if not surely_valid(spec, features):  # the record model names each problem, row by row
-        adapter = TypeAdapter(list[record_model(spec)])  # type: ignore[valid-type]
-        try:
-            adapter.validate_python(frame_to_records(spec, features))
-        except ValidationError as exc:
-            problems.extend(problems_from(exc))
+    problems = validate_features(spec, frame.drop(columns=[spec.target], errors="ignore"))
     if spec.target in frame.columns:
         target = pd.to_numeric(frame[spec.target], errors="coerce")
         bad = target.isna()

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from services.model import prediction_frame
-from services.schema import MAX_EXACT_INTEGER, record_model, validate_frame
+from services.schema import MAX_EXACT_INTEGER, record_model, validate_features
 from services.spec import ServiceSpec
 
 BYTES_PER_ROW = 1_024  # generous upper bound of one JSON record; bodies above rows x this are 413
@@ -184,7 +184,7 @@ class ServiceApi:
             raise RequestError(422, f"missing columns: {_names(missing)}")
         frame = frame.reindex(columns=self.spec.feature_names)
         _check_integer_columns(self.spec, frame)
-        problems = validate_frame(self.spec, frame.assign(**{self.spec.target: 0}))
+        problems = validate_features(self.spec, frame)
         if problems:
             detail = [{"loc": ["rows", p.row, p.column], "msg": p.message} for p in problems]
             raise RequestError(

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from services.registry import PRODUCTION, connect
-from services.schema import validate_frame
+from services.registry import PRODUCTION, aliased_version, connect
+from services.schema import validate_features
 from services.spec import load_spec
 from serving.model_slot import load_version
 
@@ -30,7 +30,7 @@ class Scorer:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         features = batch.reindex(columns=self.spec.feature_names)
-        problems = validate_frame(self.spec, features.assign(**{self.spec.target: 0}))
+        problems = validate_features(self.spec, features)
         if problems:
             raise ValueError(f"{len(problems)} invalid values, first: {problems[0]}")
         model = self.loaded.model
@@ -41,7 +41,10 @@ class Scorer:
 
 
 def production_version(service: str) -> str:
-    return str(connect().get_model_version_by_alias(service, PRODUCTION).version)
+    current = aliased_version(connect(), service, PRODUCTION)
+    if current is None:
+        raise ValueError(f"{service}: no version holds the '{PRODUCTION}' alias; pass --version")
+    return str(current.version)
 
 
 def batch_score(

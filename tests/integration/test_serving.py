@@ -76,6 +76,17 @@ def test_health_and_openapi(client, served, service):
     assert set(records_schema["items"]["properties"]) == set(load_spec(service).feature_names)
 
 
+def post_parquet(client: httpx.Client, frame: pd.DataFrame) -> httpx.Response:
+    """A frame as a Parquet body to fraud-detection's /batch."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return client.post(
+        "/fraud-detection/batch",
+        content=buffer.getvalue(),
+        headers={"content-type": "application/vnd.apache.parquet"},
+    )
+
+
 @pytest.mark.parametrize("content", ["json", "csv", "parquet"])
 def test_batch_scores_ten_thousand_rows(client, served, content):
     rows = records("fraud-detection", 10_000, seed=5)
@@ -89,13 +100,7 @@ def test_batch_scores_ten_thousand_rows(client, served, content):
             headers={"content-type": "text/csv"},
         )
     else:
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        response = client.post(
-            "/fraud-detection/batch",
-            content=buffer.getvalue(),
-            headers={"content-type": "application/vnd.apache.parquet"},
-        )
+        response = post_parquet(client, frame)
     assert response.status_code == 200, response.text[:500]
     body = response.json()
     assert body["model_version"] == served["fraud-detection"]
@@ -106,13 +111,7 @@ def test_batch_at_the_row_limit_crosses_the_deployment_handle(client, served):
     """max_batch_rows rows: request and response (~10 MB of JSON) pass between deployments."""
     spec = load_spec("fraud-detection")
     frame = generate(spec, spec.serving.max_batch_rows, seed=8)[spec.feature_names]
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    response = client.post(
-        "/fraud-detection/batch",
-        content=buffer.getvalue(),
-        headers={"content-type": "application/vnd.apache.parquet"},
-    )
+    response = post_parquet(client, frame)
     assert response.status_code == 200, response.text[:500]
     assert len(response.json()["predictions"]) == spec.serving.max_batch_rows
 
