@@ -8,17 +8,33 @@ from collections import Counter
 from typing import Any, Self
 
 import httpx
+from mlflow import MlflowClient
 
 from services.datagen import generate
+from services.registry import PRODUCTION
 from services.schema import frame_to_records
 from services.settings import get_settings
 from services.spec import load_spec
+from serving.deploy import app_health
+from serving.manifest import manifest_path
 
 
 def predict_body(service: str, rows: int = 1, seed: int = 3) -> dict[str, Any]:
     """A valid `/predict` body of `rows` generated records."""
     spec = load_spec(service)
     return {"records": frame_to_records(spec, generate(spec, rows, seed)[spec.feature_names])}
+
+
+def served_state(service: str) -> tuple[str, str, str]:
+    """Manifest text, the version holding `production`, the version the endpoint serves."""
+    alias = MlflowClient(get_settings().tracking_uri).get_model_version_by_alias(
+        service, PRODUCTION
+    )
+    return (
+        manifest_path().read_text(),
+        str(alias.version),
+        str(app_health(service)["model_version"]),
+    )
 
 
 class Background:

@@ -14,17 +14,16 @@ from typing import Any
 import fsspec
 import httpx
 import pytest
-from mlflow import MlflowClient
 
 from mlops import stack
 from services.inference_log import Kind, kind_root, read_log
-from services.registry import PRODUCTION, RegistryUnavailable
+from services.registry import RegistryUnavailable
 from services.settings import get_settings
 from serving.deploy import app_health, applications, deploy
 from serving.manifest import HEALTH_CHECK_PERIOD_S, REALTIME, load, manifest_path, save
 from serving.promote import PromotionError, promote
 from tests.figures import record_figure
-from tests.load import Background, Load, predict_body
+from tests.load import Background, Load, predict_body, served_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 SERVICE = "fraud-detection"
@@ -73,13 +72,6 @@ def restore_manifest(directory: Path) -> None:
     deploy(manifest_path())
 
 
-def state() -> tuple[str, str, str]:
-    """Manifest text, alias `production`, version the endpoint serves."""
-    client = MlflowClient(get_settings().tracking_uri)
-    alias = client.get_model_version_by_alias(SERVICE, PRODUCTION).version
-    return manifest_path().read_text(), str(alias), str(app_health(SERVICE)["model_version"])
-
-
 def test_promotion_and_revert_under_constant_load(served, second_version):
     item = "Promotion and revert under constant load"
     first = served[SERVICE]
@@ -109,7 +101,7 @@ def test_promotion_and_revert_under_constant_load(served, second_version):
         assert load.sent >= 500, load.sent
         assert load.failures == [], load.failures[:10]
         assert sequence == [old, new], sequence
-        assert state()[1:] == (new, new)
+        assert served_state(SERVICE)[1:] == (new, new)
 
 
 def test_killed_replica_recovers_under_load(served, tmp_path):
@@ -159,7 +151,7 @@ def test_mlflow_stopped_changes_nothing_for_traffic_and_promotion_fails_cleanly(
 ):
     item = "MLflow server stopped while serving"
     settings = get_settings()
-    before = state()
+    before = served_state(SERVICE)
     try:
         with Load(SERVICE, predict_body(SERVICE), rate=RATE, max_s=60) as load:
             time.sleep(2)
@@ -182,7 +174,7 @@ def test_mlflow_stopped_changes_nothing_for_traffic_and_promotion_fails_cleanly(
         "clear error, nothing changed",
         settings.tracking_uri in message,
     )
-    unchanged = manifest_during == before[0] and state() == before
+    unchanged = manifest_during == before[0] and served_state(SERVICE) == before
     record_figure(
         item,
         "manifest, alias, served version",
@@ -196,7 +188,7 @@ def test_mlflow_stopped_changes_nothing_for_traffic_and_promotion_fails_cleanly(
     assert settings.tracking_uri in message and "not reachable" in message, message
     assert health_during["ready"] and health_during["model_version"] == before[2]
     assert manifest_during == before[0]
-    assert state() == before
+    assert served_state(SERVICE) == before
 
 
 class FeedbackSender(Background):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 from mlflow import MlflowClient
 
@@ -13,19 +12,15 @@ from services.settings import get_settings
 from services.spec import load_spec
 from serving.manifest import manifest_path, versions
 from serving.promote import PromotionError, promote
-from tests.load import Load, predict_body
+from tests.load import Load, predict_body, served_state
 
 pytestmark = pytest.mark.integration
 SERVICE = "fraud-detection"
 
 
-def _body() -> dict:
-    return predict_body(SERVICE)
-
-
 def test_promotion_under_load_drops_nothing_and_switches_version(served, second_version):
     first = served[SERVICE]
-    with Load(SERVICE, _body()) as load:
+    with Load(SERVICE, predict_body(SERVICE)) as load:
         time.sleep(2)
         promote(f"{SERVICE}@v{second_version}")
         time.sleep(2)
@@ -34,19 +29,14 @@ def test_promotion_under_load_drops_nothing_and_switches_version(served, second_
     assert versions(manifest_path())[SERVICE] == second_version
     client = MlflowClient(get_settings().tracking_uri)
     assert client.get_model_version_by_alias(SERVICE, PRODUCTION).version == second_version
-    with Load(SERVICE, _body()) as load:  # and back (a revert is the same in-place swap)
+    with Load(
+        SERVICE, predict_body(SERVICE)
+    ) as load:  # and back (a revert is the same in-place swap)
         time.sleep(1)
         promote(f"{SERVICE}@v{first}")
         time.sleep(1)
     assert load.failures == []
     assert set(load.versions) == {first, second_version}
-
-
-def _state() -> tuple[str, str, str]:
-    client = MlflowClient(get_settings().tracking_uri)
-    health = httpx.get(f"{get_settings().serve_url}/{SERVICE}/health").json()
-    alias = client.get_model_version_by_alias(SERVICE, PRODUCTION).version
-    return manifest_path().read_text(), str(alias), health["model_version"]
 
 
 @pytest.mark.parametrize(
@@ -61,10 +51,10 @@ def _state() -> tuple[str, str, str]:
     ],
 )
 def test_refused_promotions_change_nothing(served, tag):
-    before = _state()
+    before = served_state(SERVICE)
     with pytest.raises(PromotionError):
         promote(tag)
-    assert _state() == before
+    assert served_state(SERVICE) == before
 
 
 def test_gate_failure_changes_nothing(served, second_version):
@@ -73,9 +63,9 @@ def test_gate_failure_changes_nothing(served, second_version):
     metric = f"metric.{load_spec(SERVICE).evaluation.metric}"
     client.set_model_version_tag(SERVICE, second_version, metric, "0.5")
     try:
-        before = _state()
+        before = served_state(SERVICE)
         with pytest.raises(PromotionError, match="floor"):
             promote(f"{SERVICE}@v{second_version}")
-        assert _state() == before
+        assert served_state(SERVICE) == before
     finally:
         client.set_model_version_tag(SERVICE, second_version, metric, weak.tags[metric])
