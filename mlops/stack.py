@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from services.settings import Settings, get_settings, tool
-from serving.k8s import THROUGHPUT_ENV
+from serving.k8s import SERVING_ENV, THROUGHPUT_ENV
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -163,7 +163,7 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
         check=True,
         capture_output=True,
         text=True,
-        env=os.environ | ingress | {"RAY_USAGE_STATS_ENABLED": "0"},
+        env=os.environ | SERVING_ENV | ingress | {"RAY_USAGE_STATS_ENABLED": "0"},
     )
     _wait(lambda: ray_status(settings).healthy, "Ray head", timeout_s)
     return ray_status(settings)

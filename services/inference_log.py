@@ -14,6 +14,7 @@ from typing import Literal
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 Kind = Literal["predictions", "feedback"]
@@ -25,15 +26,22 @@ def kind_root(uri: str, service: str, kind: Kind) -> str:
     return f"{uri.rstrip('/')}/{service}/{kind}"
 
 
-def write_part(uri: str, service: str, kind: Kind, frame: pd.DataFrame, writer: str) -> str:
-    """Write one immutable Parquet part; returns its URI. `frame` needs a `timestamp` column."""
-    day = pd.Timestamp(frame["timestamp"].iloc[0]).strftime("%Y-%m-%d")
+def to_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
+    return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+
+
+def write_part(
+    uri: str, service: str, kind: Kind, rows: pd.DataFrame | pa.Table, writer: str
+) -> str:
+    """Write one immutable Parquet part; returns its URI. `rows` need a `timestamp` column."""
+    table = to_arrow(rows)
+    day = pd.Timestamp(table.column("timestamp")[0].as_py()).strftime("%Y-%m-%d")
     name = f"{writer}-{datetime.now(UTC):%H%M%S%f}-{uuid.uuid4().hex[:6]}.parquet"
     path = f"{kind_root(uri, service, kind)}/date={day}/{name}"
     fs, fs_path = fsspec.core.url_to_fs(path)
     fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(fs_path + ".tmp", "wb") as handle:
-        frame.to_parquet(handle, index=False)
+        pq.write_table(table, handle)
     fs.mv(fs_path + ".tmp", fs_path)  # readers never see a half-written part
     return path
 

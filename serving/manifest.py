@@ -25,6 +25,9 @@ VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
 # The controller finds a dead replica at its next health check: Ray's default 10 s period
 # alone would use most of a 15 s recovery budget (docs/RELIABILITY.md).
 HEALTH_CHECK_PERIOD_S = 2.0
+# Ray's access log line per real-time request cost a third of a replica's CPU per request;
+# the inference log already records every served row with its request id and endpoint.
+REALTIME_LOGGING = {"enable_access_log": False}
 
 
 class ManifestError(ValueError):
@@ -181,6 +184,7 @@ def render_application(spec: ServiceSpec, version: str | None) -> dict[str, Any]
                 "max_ongoing_requests": spec.serving.max_ongoing_requests,
                 "autoscaling_config": autoscaling("realtime"),
                 "health_check_period_s": HEALTH_CHECK_PERIOD_S,
+                "logging_config": dict(REALTIME_LOGGING),
                 "ray_actor_options": {"num_cpus": 0.25},
                 "user_config": dict(user_config),
             },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -228,3 +229,24 @@ def test_every_served_prediction_and_feedback_reaches_the_log(client, served):
     assert logged["request_id"].isin(ids).sum() == len(ids)  # each exactly once
     feedback = read_log(settings.inference_log_uri, "demand-forecast", "feedback")
     assert set(ids[:10]) <= set(feedback["request_id"])
+
+
+def test_realtime_replicas_run_at_full_priority_without_access_lines(client, served):
+    """Two serving defaults that keep the tail short (serving/k8s.py, serving/manifest.py)."""
+    import psutil
+
+    replicas = [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if "ServeReplica:fraud-detection:Realtime" in " ".join(process.info["cmdline"] or [])
+    ]
+    assert replicas and all(process.nice() == 0 for process in replicas)
+    # Ray writes access lines in buffers of 1,000 (throughput mode): 2,000 would show, even
+    # spread over two replicas
+    body = {"records": records("fraud-detection", 1)}
+    for _ in range(2_000):
+        assert client.post("/fraud-detection/predict", json=body).status_code == 200
+    logs = Path("/tmp/ray/session_latest/logs/serve")
+    replica_logs = list(logs.glob("replica_fraud-detection_Realtime_*.log"))
+    assert replica_logs, f"no replica logs in {logs}"
+    assert not any("POST /fraud-detection/predict" in log.read_text() for log in replica_logs)
