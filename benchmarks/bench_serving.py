@@ -40,7 +40,7 @@ BIN = Path(sys.executable).parent
 WORKERS = 2  # every server gets the machine's 2 cores: 2 processes/replicas each
 RAY_DATA_COPIES = 5  # batch-score reads 5 files of the batch rows: start-up cost amortized
 BATCH_CLIENTS = 2  # the Batch deployment's max_ongoing_requests: upload overlaps scoring
-WARMUP_S = 15  # > the manifest's upscale_delay_s: autoscaling has settled before measuring
+WARMUP_S = 30  # > upscale_delay_s + a replica's start-up: autoscaling has settled before measuring
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:

@@ -223,10 +223,10 @@ class ServiceApi:
     def predictions(self, raw: np.ndarray, request_ids: list[str]) -> list[dict[str, Any]]:
         """Per-row predictions with their request ids (plain loop: cheapest for small requests)."""
         if self.spec.task == "binary":
-            threshold = self.spec.evaluation.decision_threshold
+            labels = (raw >= self.spec.evaluation.decision_threshold).astype(np.int64).tolist()
             return [
-                {"request_id": rid, "prediction": int(p >= threshold), "probability": float(p)}
-                for rid, p in zip(request_ids, raw.tolist(), strict=True)
+                {"request_id": rid, "prediction": label, "probability": p}
+                for rid, label, p in zip(request_ids, labels, raw.tolist(), strict=True)
             ]
         return [
             {"request_id": rid, "prediction": float(p)}
@@ -283,10 +283,12 @@ def _canonical(spec: ServiceSpec, frame: pd.DataFrame) -> pd.DataFrame:
     for feature in spec.features:
         column = frame[feature.name]
         if feature.type == "integer" and pd.api.types.is_integer_dtype(column):
-            column = column.astype("int64")
+            column = column.astype("int64", copy=False)
         elif feature.type in ("numeric", "integer"):
-            column = column.astype("float64")
-        elif feature.type == "categorical" or not pd.api.types.is_bool_dtype(column):
+            column = column.astype("float64", copy=False)
+        elif column.dtype != object and (
+            feature.type == "categorical" or not pd.api.types.is_bool_dtype(column)
+        ):
             column = column.astype(object).where(column.notna(), None)
         columns[feature.name] = column
     return pd.DataFrame(columns, index=frame.index)
