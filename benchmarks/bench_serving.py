@@ -273,6 +273,12 @@ DEFAULTS = """## Why the serving defaults are what they are
   2-core machine near 450 requests/s; HAProxy forwards straight to the replica's own HTTP
   server, and the throughput mode runs user code on the replica's event loop (no thread hop)
   and talks gRPC between deployments (the `/batch` hand-over).
+- **Replicas at nice 0, no access line per real-time request, no HAProxy ingress metrics**:
+  Ray's workers start at nice 15 (any busy nice-0 process preempts them), its access line cost
+  about a third of a replica's CPU per request (the inference log records every row anyway),
+  and HAProxy's per-request metrics log, parsed in Python, 8% of the machine's. Together with
+  the inference log flushed straight to Arrow: ~1,900 -> ~2,900 requests/s and p99 40-80 ->
+  14-16 ms at 16 connections (A/B table in docs/SERVING.md).
 - **`@serve.batch(max_batch_size=64, batch_wait_timeout_s=0)`**: requests already queued are
   scored in one `inplace_predict` call; none waits for company, since any wait adds straight to
   single-connection latency.
@@ -285,7 +291,8 @@ DEFAULTS = """## Why the serving defaults are what they are
 - **`/batch`**: a separate deployment (scales to zero) so large tables never queue behind
   real-time requests; frames are checked column-wise (vectorized) and only go through the
   per-row model when something is wrong, to name the row; results cross the deployment handle
-  as encoded JSON bytes.
+  as encoded JSON bytes; `score` runs in Ray Serve's thread pool, so with two requests in
+  flight one's XGBoost call (which releases the GIL) overlaps the other's parsing and encoding.
 """
 
 
@@ -302,8 +309,8 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"Written by `make bench` (`python -m benchmarks.bench_serving`) on a machine with "
         f"{results['cores']} cores. All servers score the same registered `fraud-detection` "
-        f"model; each may use every core ({WORKERS} processes or replicas each), with wrk on "
-        "the same machine.",
+        f"model; each may use every core ({WORKERS} processes or replicas each) at the same "
+        "priority (nice 0), with wrk on the same machine.",
         "",
         "## Real-time (single-record requests, wrk)",
         "",
