@@ -27,6 +27,7 @@ def kind_root(uri: str, service: str, kind: Kind) -> str:
 
 
 def to_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
+    """The rows as an Arrow table (a frame's index is not kept)."""
     return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
 
 

@@ -36,7 +36,7 @@ _BlockDumper.add_representer(
 
 # Ray starts its workers at nice 15, so that its own daemons win the CPU. On a serving cluster
 # the replicas are the work: at nice 15 any busy nice-0 process preempts them, which tripled
-# p99 at 16 connections on 2 cores (benchmarks/RESULTS.md).
+# p99 at 16 connections on 2 cores (docs/SERVING.md).
 SERVING_ENV = {"RAY_worker_niceness": "0"}
 # Ray Serve's high-throughput mode: HAProxy ingress straight to the replicas' HTTP servers, user
 # code on the replica's event loop, gRPC between deployments (benchmarks/RESULTS.md). gRPC

@@ -98,5 +98,13 @@ def _arrow(rows: list[dict[str, Any]], frames: list[pd.DataFrame | pa.Table]) ->
     """One table of the buffered frames and rows (types widened where parts differ)."""
     tables = [to_arrow(frame) for frame in frames]
     if rows:
-        tables.append(pa.Table.from_pylist(rows))
+        tables.append(_rows_table(rows))
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """A column for every key of any row (pyarrow's from_pylist takes the first row's keys)."""
+    if len(set().union(*rows)) == len(rows[0]):  # the usual case: every row has the same keys
+        return pa.Table.from_pylist(rows)
+    names = dict.fromkeys(name for row in rows for name in row)
+    return pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in names})

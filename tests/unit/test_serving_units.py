@@ -86,6 +86,18 @@ def test_log_writer_flushes_on_size_interval_and_close(tmp_path):
     assert writer.written == 160 and written >= 0
 
 
+def test_log_writer_keeps_keys_the_first_row_lacks(tmp_path):
+    uri = str(tmp_path / "log")
+    writer = InferenceLogWriter(uri, "svc", "predictions", "w", interval_s=60)
+    first, second = _rows(2)
+    writer.append_rows([first, second | {"late": "x"}])
+    writer.close()
+    assert writer.written == 2
+    frame = read_log(uri, "svc", "predictions").sort_values("request_id")
+    assert frame["late"].tolist() == [None, "x"]
+    assert frame["x"].tolist() == [0.0, 1.0]
+
+
 def test_log_writer_keeps_rows_when_a_write_fails(tmp_path, monkeypatch):
     uri = str(tmp_path / "log")
     writer = InferenceLogWriter(uri, "svc", "feedback", "w", interval_s=60)
