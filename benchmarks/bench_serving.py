@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 WORKERS = 2  # every server gets the machine's 2 cores: 2 processes/replicas each
 RAY_DATA_COPIES = 5  # batch-score reads 5 files of the batch rows: start-up cost amortized
+RAY_DATA_SMALL_ROWS = 1_000  # batch-score on this few rows measures its fixed start-up
 BATCH_CLIENTS = 2  # the Batch deployment's max_ongoing_requests: upload overlaps scoring
 WARMUP_S = 30  # > upscale_delay_s + a replica's start-up: autoscaling has settled before measuring
 
@@ -183,7 +184,7 @@ def batch(rows: int, workdir: Path, version: str) -> dict[str, float]:
         )
         return time.perf_counter() - start
 
-    fixed_s = batch_score_s(frame.head(1_000), "small", 1)  # start-up, next to nothing scored
+    fixed_s = batch_score_s(frame.head(RAY_DATA_SMALL_ROWS), "small", 1)
     total_s = batch_score_s(frame, "large", RAY_DATA_COPIES)
     ray_data_rows = rows * RAY_DATA_COPIES
     ray_data = ray_data_rows / total_s
@@ -193,7 +194,8 @@ def batch(rows: int, workdir: Path, version: str) -> dict[str, float]:
         "ray_data": ray_data,
         "ray_data_fixed_s": fixed_s,
         "ray_data_rows": ray_data_rows,
-        "ray_data_after_start_up": (ray_data_rows - 1_000) / max(total_s - fixed_s, 1e-9),
+        "ray_data_after_start_up": (ray_data_rows - RAY_DATA_SMALL_ROWS)
+        / max(total_s - fixed_s, 1e-9),
     }
 
 
@@ -346,10 +348,12 @@ def report(results: dict[str, Any]) -> str:
     if "ray_data_fixed_s" in b:
         lines += [
             "",
-            f"`mlops batch-score` scored {b.get('ray_data_rows', 0):,} rows (5 Parquet files). "
+            f"`mlops batch-score` scored {b.get('ray_data_rows', 0):,} rows "
+            f"({RAY_DATA_COPIES} Parquet files). "
             f"It pays a fixed {b['ray_data_fixed_s']:.1f} s whatever the input (driver "
             "connection, Ray Data's worker processes, the scorer actor importing MLflow and "
-            "loading the model: the same command on 1,000 rows); beyond it, it scores "
+            f"loading the model: the same command on {RAY_DATA_SMALL_ROWS:,} rows); beyond it, "
+            "it scores "
             f"{b['ray_data_after_start_up']:,.0f} rows/s "
             f"({b['ray_data_after_start_up'] / b['in_process']:.0%} of in-process).",
         ]

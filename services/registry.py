@@ -55,3 +55,9 @@ def aliased_version(client: MlflowClient, service: str, alias: str) -> ModelVers
         return client.get_model_version_by_alias(service, alias)
     except MlflowException:
         return None
+
+
+def aliased_number(client: MlflowClient, service: str, alias: str) -> str | None:
+    """The number ("3") of the version holding `alias`, or None when no version does."""
+    version = aliased_version(client, service, alias)
+    return None if version is None else str(version.version)

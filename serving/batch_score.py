@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from services.registry import PRODUCTION, aliased_version, connect
+from services.registry import PRODUCTION, aliased_number, connect
 from services.schema import validate_features
 from services.spec import load_spec
 from serving.model_slot import load_version
@@ -41,10 +41,10 @@ class Scorer:
 
 
 def production_version(service: str) -> str:
-    current = aliased_version(connect(), service, PRODUCTION)
+    current = aliased_number(connect(), service, PRODUCTION)
     if current is None:
         raise ValueError(f"{service}: no version holds the '{PRODUCTION}' alias; pass --version")
-    return str(current.version)
+    return current
 
 
 def batch_score(

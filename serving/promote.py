@@ -26,7 +26,7 @@ from services.registry import (
     PREVIOUS,
     PRODUCTION,
     PROMOTED_AT_TAG,
-    aliased_version,
+    aliased_number,
     connect,
     model_uri,
 )
@@ -68,11 +68,6 @@ def parse_tag(tag: str) -> tuple[str, str]:
     return match["service"], match["version"]
 
 
-def _alias(client: MlflowClient, service: str, alias: str) -> str | None:
-    version = aliased_version(client, service, alias)
-    return None if version is None else str(version.version)
-
-
 def _metric(client: MlflowClient, spec: ServiceSpec, version: str) -> float:
     tags = client.get_model_version(spec.name, version).tags
     key = f"metric.{spec.evaluation.metric}"
@@ -91,7 +86,7 @@ def check_gates(client: MlflowClient, spec: ServiceSpec, version: str) -> list[s
     metric, value = spec.evaluation.metric, _metric(client, spec, version)
     if not spec.evaluation.meets(value, spec.evaluation.floor):
         failures.append(f"{metric} {value:.4f} does not meet the floor {spec.evaluation.floor}")
-    production = _alias(client, spec.name, PRODUCTION)
+    production = aliased_number(client, spec.name, PRODUCTION)
     if production and production != version:
         current = _metric(client, spec, production)
         tolerance = spec.promotion.tolerance
@@ -152,7 +147,7 @@ def promote(
         if failures:
             raise PromotionError(f"{tag} refused: " + "; ".join(failures))
         manifest_text = path.read_text()
-        aliases = {a: _alias(client, service, a) for a in (PRODUCTION, PREVIOUS)}
+        aliases = {a: aliased_number(client, service, a) for a in (PRODUCTION, PREVIOUS)}
         replaced = manifest.versions(path).get(service)
         try:
             if aliases[PRODUCTION] and aliases[PRODUCTION] != version:
@@ -205,7 +200,7 @@ def align_aliases(path: Path) -> dict[str, str]:
     client = connect()
     changed = {}
     for service, version in manifest.versions(path).items():
-        current = _alias(client, service, PRODUCTION)
+        current = aliased_number(client, service, PRODUCTION)
         if version is None or current == version:
             continue
         if current:

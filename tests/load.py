@@ -8,15 +8,14 @@ from collections import Counter
 from typing import Any, Self
 
 import httpx
-from mlflow import MlflowClient
 
 from services.datagen import generate
-from services.registry import PRODUCTION
+from services.registry import PRODUCTION, aliased_number, connect
 from services.schema import frame_to_records
 from services.settings import get_settings
 from services.spec import load_spec
-from serving.deploy import app_health
-from serving.manifest import manifest_path
+from serving.deploy import app_health, applications
+from serving.manifest import REALTIME, manifest_path
 
 
 def predict_body(service: str, rows: int = 1, seed: int = 3) -> dict[str, Any]:
@@ -25,16 +24,18 @@ def predict_body(service: str, rows: int = 1, seed: int = 3) -> dict[str, Any]:
     return {"records": frame_to_records(spec, generate(spec, rows, seed)[spec.feature_names])}
 
 
-def served_state(service: str) -> tuple[str, str, str]:
+def served_state(service: str) -> tuple[str, str | None, str]:
     """Manifest text, the version holding `production`, the version the endpoint serves."""
-    alias = MlflowClient(get_settings().tracking_uri).get_model_version_by_alias(
-        service, PRODUCTION
-    )
     return (
         manifest_path().read_text(),
-        str(alias.version),
+        aliased_number(connect(), service, PRODUCTION),
         str(app_health(service)["model_version"]),
     )
+
+
+def realtime_replicas(service: str) -> list[dict[str, Any]]:
+    """Live replicas (id, pid, state...) of the service's Realtime deployment (Serve REST API)."""
+    return list(applications()[service]["deployments"][REALTIME]["replicas"])
 
 
 class Background:

@@ -19,22 +19,17 @@ from mlops import stack
 from services.inference_log import Kind, kind_root, read_log
 from services.registry import RegistryUnavailable
 from services.settings import get_settings
-from serving.deploy import app_health, applications, deploy
+from serving.deploy import app_health, deploy
 from serving.manifest import HEALTH_CHECK_PERIOD_S, REALTIME, load, manifest_path, save
 from serving.promote import PromotionError, promote
 from tests.figures import record_figure
-from tests.load import Background, Load, predict_body, served_state
+from tests.load import Background, Load, predict_body, realtime_replicas, served_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 SERVICE = "fraud-detection"
 RATE = 100.0  # requests per second, one record each
 RECOVERY_TARGET_S = 15.0
 MAX_FAILURE_SHARE = 0.01
-
-
-def realtime_replicas() -> list[dict[str, Any]]:
-    """Live replicas of the service's Realtime deployment (Ray's Serve REST API)."""
-    return list(applications()[SERVICE]["deployments"][REALTIME]["replicas"])
 
 
 def wait_for_replicas(
@@ -45,7 +40,7 @@ def wait_for_replicas(
     started = time.monotonic()
     replicas: list[dict[str, Any]] = []
     while time.monotonic() - started < timeout_s:
-        replicas = realtime_replicas()
+        replicas = realtime_replicas(SERVICE)
         ids = {r["replica_id"] for r in replicas}
         running = all(r["state"] == "RUNNING" for r in replicas) and len(replicas) == count
         if not ids & gone and (count is None or running):
@@ -108,7 +103,7 @@ def test_killed_replica_recovers_under_load(served, tmp_path):
     item = "Realtime replica killed (SIGKILL) under constant load"
     try:
         deploy_with_replicas(tmp_path, 2)
-        victim = realtime_replicas()[0]
+        victim = realtime_replicas(SERVICE)[0]
         gone = frozenset({victim["replica_id"]})
         with Load(SERVICE, predict_body(SERVICE), rate=RATE, max_s=60) as load:
             time.sleep(3)
@@ -242,7 +237,7 @@ def test_scale_down_loses_no_inference_log_rows(served, tmp_path):
     item = "Inference log across a scale-down (2 -> 1 Realtime replicas)"
     try:
         deploy_with_replicas(tmp_path, 2)
-        before = {r["replica_id"] for r in realtime_replicas()}
+        before = {r["replica_id"] for r in realtime_replicas(SERVICE)}
         with (
             Load(SERVICE, predict_body(SERVICE), rate=RATE, max_s=60) as load,
             FeedbackSender(load) as feedback,
@@ -250,7 +245,7 @@ def test_scale_down_loses_no_inference_log_rows(served, tmp_path):
             time.sleep(4)
             deploy_with_replicas(tmp_path, 1)  # one replica removed gracefully under load
             time.sleep(2)
-        removed = before - {r["replica_id"] for r in realtime_replicas()}
+        removed = before - {r["replica_id"] for r in realtime_replicas(SERVICE)}
     finally:
         deploy(manifest_path())
     served_ids = list(load.request_ids)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from services.registry import PREVIOUS, PRODUCTION
+from services.registry import PREVIOUS, PRODUCTION, aliased_number
 from services.settings import get_settings, tool
 from serving.deploy import app_health
 from serving.manifest import manifest_path, versions
@@ -108,8 +108,8 @@ def test_concurrent_promotions_are_serialised_and_end_in_agreement(served, paral
         seconds = time.monotonic() - started
         codes = [run.returncode for run in runs]
         manifest = versions(manifest_path())[SERVICE]
-        production = client.get_model_version_by_alias(SERVICE, PRODUCTION).version
-        previous = client.get_model_version_by_alias(SERVICE, PREVIOUS).version
+        production = aliased_number(client, SERVICE, PRODUCTION)
+        previous = aliased_number(client, SERVICE, PREVIOUS)
         answered = {app_health(SERVICE)["model_version"] for _ in range(10)}
     finally:
         promote(f"{SERVICE}@v{served[SERVICE]}")

@@ -29,9 +29,8 @@ def test_promotion_under_load_drops_nothing_and_switches_version(served, second_
     assert versions(manifest_path())[SERVICE] == second_version
     client = MlflowClient(get_settings().tracking_uri)
     assert client.get_model_version_by_alias(SERVICE, PRODUCTION).version == second_version
-    with Load(
-        SERVICE, predict_body(SERVICE)
-    ) as load:  # and back (a revert is the same in-place swap)
+    # and back (a revert is the same in-place swap)
+    with Load(SERVICE, predict_body(SERVICE)) as load:
         time.sleep(1)
         promote(f"{SERVICE}@v{first}")
         time.sleep(1)

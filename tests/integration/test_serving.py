@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import psutil
 import pytest
 
 from services.datagen import generate
@@ -17,6 +18,7 @@ from services.settings import get_settings
 from services.spec import load_spec
 from serving.deploy import deploy
 from serving.manifest import manifest_path, set_model_version, write_text
+from tests.load import realtime_replicas
 
 pytestmark = pytest.mark.integration
 SERVICES = ["fraud-detection", "demand-forecast"]
@@ -233,14 +235,8 @@ def test_every_served_prediction_and_feedback_reaches_the_log(client, served):
 
 def test_realtime_replicas_run_at_full_priority_without_access_lines(client, served):
     """Two serving defaults that keep the tail short (serving/k8s.py, serving/manifest.py)."""
-    import psutil
-
-    replicas = [
-        process
-        for process in psutil.process_iter(["cmdline"])
-        if "ServeReplica:fraud-detection:Realtime" in " ".join(process.info["cmdline"] or [])
-    ]
-    assert replicas and all(process.nice() == 0 for process in replicas)
+    replicas = realtime_replicas("fraud-detection")
+    assert replicas and all(psutil.Process(int(r["pid"])).nice() == 0 for r in replicas)
     # Ray writes access lines in buffers of 1,000 (throughput mode): 2,000 would show, even
     # spread over two replicas
     body = {"records": records("fraud-detection", 1)}
