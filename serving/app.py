@@ -70,16 +70,20 @@ def _replica_id() -> str:
 class _Replica:
     """State every replica of a service holds: spec, payload rules, model slot, log writers."""
 
-    def __init__(self, service: str, max_rows: int, endpoint: str) -> None:
-        self.spec: ServiceSpec = load_spec(service)
-        self.api = ServiceApi(self.spec, max_rows)
-        self.slot = ModelSlot(service)
+    def __init__(self, spec: ServiceSpec, max_rows: int, endpoint: str) -> None:
+        self.spec = spec
+        self.api = ServiceApi(spec, max_rows)
+        self.slot = ModelSlot(spec.name)
         self.endpoint = endpoint
         settings = get_settings()
         writer = f"{endpoint}-{_replica_id()}"
         self.predictions_log = InferenceLogWriter(
-            settings.inference_log_uri, service, "predictions", writer
+            settings.inference_log_uri, spec.name, "predictions", writer
         )
+
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        """The manifest's `user_config`: swap to its `model_version` in place."""
+        await self.slot.switch_to(config.get("model_version"))
 
     def model(self) -> LoadedModel:
         if self.slot.current is None:
@@ -136,16 +140,13 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
     @serve.ingress(api)
     class Realtime(_Replica):
         def __init__(self, service: str, batch: DeploymentHandle) -> None:
-            super().__init__(service, spec.serving.max_request_rows, "predict")
+            super().__init__(spec, spec.serving.max_request_rows, "predict")
             self.batch = batch
             self.batch_api = ServiceApi(spec, spec.serving.max_batch_rows)
             self.auth = ApiKeyAuth.from_env()  # MLOPS_API_KEY; off when unset
             self.feedback_log = InferenceLogWriter(
                 get_settings().inference_log_uri, service, "feedback", f"feedback-{_replica_id()}"
             )
-
-        async def reconfigure(self, config: dict[str, Any]) -> None:
-            await self.slot.switch_to(config.get("model_version"))
 
         @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
         async def _score(self, batches: list[list[dict[str, Any]]]) -> list[tuple[str, np.ndarray]]:
@@ -247,10 +248,7 @@ class Batch(_Replica):
 
     def __init__(self, service: str) -> None:
         spec = load_spec(service)
-        super().__init__(service, spec.serving.max_batch_rows, "batch")
-
-    async def reconfigure(self, config: dict[str, Any]) -> None:
-        await self.slot.switch_to(config.get("model_version"))
+        super().__init__(spec, spec.serving.max_batch_rows, "batch")
 
     def score(self, body: bytes, content_type: str) -> tuple[int, bytes]:
         """Status and encoded JSON: bytes cross the handle far cheaper than 100k dicts.
