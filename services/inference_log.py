@@ -62,8 +62,10 @@ def read_log(
         files = [f for f in files if f.split("date=")[1][:10] >= first_day]
     if not files:
         return pd.DataFrame(columns=list(columns or ()))
-    frames = [pq.read_table(f, columns=columns, filesystem=fs).to_pandas() for f in files]
-    frame = pd.concat(frames, ignore_index=True)
+    # Parts may differ in columns and types (a column all null in one flush, ints in one and
+    # floats in the next): Arrow unifies them, and pandas converts once.
+    parts = [pq.read_table(f, columns=columns, filesystem=fs) for f in files]
+    frame = pa.concat_tables(parts, promote_options="permissive").to_pandas()
     if since is not None:
         frame = frame[frame["timestamp"] >= pd.Timestamp(since)]
     return frame.reset_index(drop=True)

@@ -6,9 +6,10 @@ import asyncio
 import shutil
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from services.inference_log import read_log
+from services.inference_log import read_log, write_part
 from serving import k8s, manifest
 from serving.log_writer import InferenceLogWriter
 from serving.model_slot import LoadedModel, ModelSlot
@@ -96,6 +97,25 @@ def test_log_writer_keeps_keys_the_first_row_lacks(tmp_path):
     frame = read_log(uri, "svc", "predictions").sort_values("request_id")
     assert frame["late"].tolist() == [None, "x"]
     assert frame["x"].tolist() == [0.0, 1.0]
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")  # pandas' concat of all-NA columns
+def test_read_log_unifies_parts_whose_columns_differ(tmp_path):
+    uri = str(tmp_path / "log")
+    first, second, third = _rows(3)
+    parts = [
+        first | {"amount": None, "count": 1},  # all null: Arrow's null type
+        second | {"amount": 2.5, "count": 2.5},  # ints, then floats
+        third | {"amount": 4.0},  # a column missing
+    ]
+    for row in parts:
+        write_part(uri, "svc", "predictions", pa.Table.from_pylist([row]), "w")
+    frame = read_log(uri, "svc", "predictions").sort_values("request_id")
+    assert frame["request_id"].tolist() == ["r0", "r1", "r2"]
+    assert frame["amount"].dtype == "float64" and frame["count"].dtype == "float64"
+    assert frame["amount"].tolist()[1:] == [2.5, 4.0] and frame["count"].tolist()[:2] == [1, 2.5]
+    assert frame["amount"].isna().tolist() == [True, False, False]
+    assert frame["count"].isna().tolist() == [False, False, True]
 
 
 def test_log_writer_keeps_rows_when_a_write_fails(tmp_path, monkeypatch):
