@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -53,6 +54,12 @@ def _wait(check: object, what: str, timeout_s: float) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"{what} did not become healthy within {timeout_s:.0f}s")
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
 
 
 def _is_local(host_port: str) -> bool:
@@ -148,7 +155,12 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
             "haproxy not found: Ray Serve falls back to its Python HTTP proxy, "
             "which caps throughput (install Debian's haproxy: `make install`)"
         )
-    port = settings.ray_address.rsplit(":", 1)[-1]
+    host, port = settings.ray_address.rsplit(":", 1)
+    if _listening(host, int(port)):
+        raise RuntimeError(
+            f"port {port} is taken but no Ray dashboard answers at {settings.dashboard_url}: "
+            "a Ray head left half-stopped (run `ray stop --force`) or another program"
+        )
     command = [
         tool("ray"),
         "start",
@@ -158,18 +170,22 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
         "--dashboard-host=127.0.0.1",
         "--disable-usage-stats",
     ]
-    subprocess.run(
+    started = subprocess.run(
         command,
-        check=True,
         capture_output=True,
         text=True,
         env=os.environ | SERVING_ENV | ingress | {"RAY_USAGE_STATS_ENABLED": "0"},
     )
+    if started.returncode != 0:
+        reason = (started.stderr or started.stdout).strip().splitlines() or ["no output"]
+        raise RuntimeError(f"`ray start` failed (exit {started.returncode}): {reason[-1]}")
     _wait(lambda: ray_status(settings).healthy, "Ray head", timeout_s)
     return ray_status(settings)
 
 
 def ray_down(settings: Settings) -> None:
+    """`ray stop --force`: it kills by command line, machine-wide (raylet, `ray::` workers,
+    and any process whose arguments contain `monitor.py`: hence no test file is named so)."""
     if ray_status(settings).managed:
         subprocess.run([tool("ray"), "stop", "--force"], capture_output=True, check=False)
         _stop_orphaned_haproxy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from typer.testing import CliRunner
@@ -76,3 +77,20 @@ def test_unknown_service_in_a_stage_is_a_clean_error():
     assert result.exit_code == 1
     assert "unknown service 'no-such-service'" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_stack_up_names_a_taken_ray_port_instead_of_starting(monkeypatch, tmp_path):
+    with socket.socket() as taken, socket.socket() as free:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        free.bind(("127.0.0.1", 0))  # bound, not listening: no dashboard answers there
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.invalid:5000")  # not managed
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        monkeypatch.setenv("MLOPS_DASHBOARD_URL", f"http://127.0.0.1:{free.getsockname()[1]}")
+        result = runner.invoke(app, ["stack", "up"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert f"port {port} is taken but no Ray dashboard answers" in result.stderr
+    assert "ray stop --force" in result.stderr
