@@ -63,18 +63,23 @@ def batch_score(
     if not filesystem.exists(path):
         raise FileNotFoundError(f"batch-score input not found: {input_uri}")
     version = version or production_version(service)
+    connected_here = not ray.is_initialized()
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_WAIT_S
-    io_args = {"num_cpus": IO_CPUS}
-    reader = ray.data.read_csv if input_uri.endswith(".csv") else ray.data.read_parquet
-    reader(input_uri, ray_remote_args=io_args).map_batches(
-        Scorer,
-        fn_constructor_kwargs={"service": spec.name, "version": version},
-        batch_format="pandas",
-        batch_size=BATCH_ROWS,
-        concurrency=1,
-        num_cpus=SCORER_CPUS,
-    ).write_parquet(output_uri, ray_remote_args=io_args)
-    rows = ray.data.read_parquet(output_uri).count()  # from the files' metadata
+    try:
+        ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_WAIT_S
+        io_args = {"num_cpus": IO_CPUS}
+        reader = ray.data.read_csv if input_uri.endswith(".csv") else ray.data.read_parquet
+        reader(input_uri, ray_remote_args=io_args).map_batches(
+            Scorer,
+            fn_constructor_kwargs={"service": spec.name, "version": version},
+            batch_format="pandas",
+            batch_size=BATCH_ROWS,
+            concurrency=1,
+            num_cpus=SCORER_CPUS,
+        ).write_parquet(output_uri, ray_remote_args=io_args)
+        rows = ray.data.read_parquet(output_uri).count()  # from the files' metadata
+    finally:
+        if connected_here:  # Ray prints the raylet's warnings even so: none after the result
+            ray.shutdown()
     log.info("scored %d rows of %s with v%s into %s", rows, service, version, output_uri)
     return {"service": service, "version": version, "rows": rows, "output": output_uri}

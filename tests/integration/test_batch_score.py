@@ -51,6 +51,22 @@ def test_batch_score_writes_the_same_predictions_as_the_endpoint(served, tmp_pat
     assert offline["probability"].round(5).tolist() == pd.Series(online).round(5).tolist()
 
 
+def test_batch_score_disconnects_the_driver_it_connected(served, tmp_path):
+    """Ray prints raylet warnings on the driver's stdout: none may follow the command's JSON."""
+    import ray
+
+    from serving.batch_score import batch_score as score
+
+    spec = load_spec(SERVICE)
+    source = tmp_path / "input.parquet"
+    generate(spec, 500, seed=22)[spec.feature_names].to_parquet(source, index=False)
+
+    result = score(SERVICE, str(source), str(tmp_path / "out"), address=get_settings().ray_address)
+
+    assert result["rows"] == 500
+    assert not ray.is_initialized()
+
+
 def test_batch_score_names_a_missing_input_and_writes_nothing(served, tmp_path):
     done = batch_score("--input", str(tmp_path / "absent.parquet"), "--output", str(tmp_path / "o"))
 
