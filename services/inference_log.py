@@ -31,6 +31,12 @@ def to_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
     return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
 
 
+def concat_parts(parts: list[pd.DataFrame | pa.Table]) -> pa.Table:
+    """Parts as one table. Flushes may differ in columns and types (a column all null in one,
+    ints in one and floats in the next): Arrow adds missing columns as nulls, widens types."""
+    return pa.concat_tables([to_arrow(part) for part in parts], promote_options="permissive")
+
+
 def write_part(
     uri: str, service: str, kind: Kind, rows: pd.DataFrame | pa.Table, writer: str
 ) -> str:
@@ -62,10 +68,8 @@ def read_log(
         files = [f for f in files if f.split("date=")[1][:10] >= first_day]
     if not files:
         return pd.DataFrame(columns=list(columns or ()))
-    # Parts may differ in columns and types (a column all null in one flush, ints in one and
-    # floats in the next): Arrow unifies them, and pandas converts once.
     parts = [pq.read_table(f, columns=columns, filesystem=fs) for f in files]
-    frame = pa.concat_tables(parts, promote_options="permissive").to_pandas()
+    frame = concat_parts(parts).to_pandas()  # one conversion to pandas
     if since is not None:
         frame = frame[frame["timestamp"] >= pd.Timestamp(since)]
     return frame.reset_index(drop=True)

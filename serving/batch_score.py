@@ -64,7 +64,8 @@ def batch_score(
         raise FileNotFoundError(f"batch-score input not found: {input_uri}")
     version = version or production_version(service)
     connected_here = not ray.is_initialized()
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    if connected_here:
+        ray.init(address=address, log_to_driver=False)
     try:
         ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_WAIT_S
         io_args = {"num_cpus": IO_CPUS}

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from services.inference_log import Kind, to_arrow, write_part
+from services.inference_log import Kind, concat_parts, write_part
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class InferenceLogWriter:
                 self._rows, self._frames, self._pending = [], [], 0
             if not rows and not frames:
                 return 0
-            table = _arrow(rows, frames)
+            table = concat_parts([*frames, _rows_table(rows)] if rows else frames)
             try:
                 write_part(self.uri, self.service, self.kind, table, self.writer_id)
             except Exception:
@@ -92,14 +92,6 @@ class InferenceLogWriter:
         self._wake.set()
         self._thread.join(timeout=30)
         return self.flush()
-
-
-def _arrow(rows: list[dict[str, Any]], frames: list[pd.DataFrame | pa.Table]) -> pa.Table:
-    """One table of the buffered frames and rows (types widened where parts differ)."""
-    tables = [to_arrow(frame) for frame in frames]
-    if rows:
-        tables.append(_rows_table(rows))
-    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
