@@ -71,6 +71,10 @@ ACT_DIR := .github/act
 ACT_ARGS ?=
 ACT_STACK_ENV = MLOPS_HOME=$(abspath $(MLOPS_HOME)) MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) \
 	RAY_ADDRESS=$(RAY_ADDRESS) MLOPS_SERVE_URL=$(MLOPS_SERVE_URL) MLOPS_DASHBOARD_URL=$(MLOPS_DASHBOARD_URL)
+# The remote that workflows under act fetch main from and push releases to: never your origin.
+# Default: a bare repository under MLOPS_HOME, seeded with this checkout's main on first use
+# (`git --git-dir .mlops/gitops.git log main` shows what the workflows committed).
+GITOPS_REMOTE ?= $(shell MLOPS_HOME=$(abspath $(MLOPS_HOME)) $(BIN)/mlops ci gitops-remote)
 # act fetches every remote action when it sets a job up, even one whose step is skipped
 # under act (`if: !env.ACT`): map those to a local stand-in so that nothing is downloaded.
 # actions/checkout needs no mapping: act copies the working tree instead of running it.
@@ -78,8 +82,7 @@ ACT_STANDINS = $(sort $(shell grep -rhoE 'actions/upload-artifact@[0-9a-f]{40}' 
 ACT = env -u MLOPS_REPO_ROOT -u VIRTUAL_ENV $(BIN)/act
 ACT_FLAGS = -P ubuntu-latest=-self-hosted --action-offline-mode --pull=false --no-cache-server \
 	$(foreach action,$(ACT_STANDINS),--local-repository $(action)=$(CURDIR)/$(ACT_DIR)/standins/upload-artifact) \
-	$(foreach var,$(ACT_STACK_ENV),--env $(var)) \
-	$(if $(GITOPS_REMOTE),--env GITOPS_REMOTE=$(GITOPS_REMOTE)) $(ACT_ARGS)
+	$(foreach var,$(ACT_STACK_ENV),--env $(var)) --env GITOPS_REMOTE=$(GITOPS_REMOTE) $(ACT_ARGS)
 TAG_PATTERN := ^[a-z][a-z0-9-]*@v[1-9][0-9]*$$
 SERVICE_PATTERN := ^[a-z][a-z0-9-]*$$
 

@@ -145,7 +145,7 @@ def batch(rows: int, workdir: Path, version: str) -> dict[str, float]:
 
     spec = load_spec(SERVICE)
     frame = generate(spec, rows, seed=11)[spec.feature_names]
-    model = load_version(SERVICE, version).model
+    model = load_version(SERVICE, version, spec.serving.max_request_rows).model
     start = time.perf_counter()
     model.predict_matrix(model.encoder.encode_frame(frame))
     in_process = rows / (time.perf_counter() - start)

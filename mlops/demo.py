@@ -108,8 +108,8 @@ def _share(result: Any) -> str:
 
 def retrain_from_branch(branch: str, service: str) -> None:
     """Reproduce the retrain branch in a scratch worktree: `dvc pull` + `dvc repro`."""
-    from monitoring.gitutil import scratch_worktree
     from monitoring.retrain import share_dvc_state
+    from services.gitutil import scratch_worktree
 
     repo = repo_root()
     with scratch_worktree(repo, ref=branch) as tree:

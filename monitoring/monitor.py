@@ -21,6 +21,7 @@ from monitoring.production import Production, load_production, load_reference
 from monitoring.pull_requests import PullRequestOpener, opener_from_env
 from monitoring.result import MonitorResult
 from monitoring.window import DEFAULT_SINCE, Window, load_window, parse_since
+from services.model import load_registered
 from services.registry import connect
 from services.settings import get_settings, repo_root
 from services.spec import ServiceSpec, load_spec
@@ -58,11 +59,14 @@ def monitor_service(service: str, options: MonitorOptions | None = None) -> Moni
     """Check one service end to end; raises only on errors (missing production, I/O)."""
     options = options or MonitorOptions()
     now = options.now or datetime.now(UTC)
-    spec = load_spec(service)
     settings = get_settings()
-    thresholds = Thresholds.from_spec(spec.monitoring)
+    catalogue = load_spec(service)  # thresholds, and what a retrain pull request shapes
+    thresholds = Thresholds.from_spec(catalogue.monitoring)
     client = connect()
     production = load_production(client, service)
+    # drift and quality are measured on the columns, target and metric the production
+    # version was trained with (service.yaml shapes the next version, not this one)
+    spec = load_registered(service, production.current.version).spec
     since = window_start(options.since, production, now)
     window = load_window(settings.inference_log_uri, service, since, production.current.version)
     log.info(
@@ -100,6 +104,7 @@ def monitor_service(service: str, options: MonitorOptions | None = None) -> Moni
         other_versions_rows=window.other_versions_rows,
         promoted_at=production.promoted_at,
         promoted_at_source=production.promoted_at_source,
+        alias_note=production.alias_note,
         live_metrics=live,
         columns=() if drift is None else drift.columns,
         prediction=None if drift is None else drift.prediction,
@@ -111,7 +116,7 @@ def monitor_service(service: str, options: MonitorOptions | None = None) -> Moni
     result.mlflow_run_id = run_id
     tracking.log_result(client, run_id, result)
     if options.open_pr:
-        _pull_request(spec, result, window, options)
+        _pull_request(catalogue, result, window, options)
     report.write_summaries(result, folder)
     tracking.finish_run(
         client, run_id, [result.summary_json, result.summary_md], failed=result.pull_request_error

@@ -1,5 +1,6 @@
-"""What the registry says about a service in production: versions, metrics, promotion time,
-and the reference sample logged with the production version."""
+"""The service in production: the version the manifest on main names (what runs), what the
+registry says about it (metrics, promotion time, the `previous` alias), and the reference
+sample logged with it."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from services.registry import (
     PRODUCTION,
     PROMOTED_AT_TAG,
     REFERENCE_ARTIFACT,
+    aliased_number,
     aliased_version,
 )
+from serving.gitops import deployed_version
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class Production:
     previous: VersionInfo | None
     promoted_at: datetime
     promoted_at_source: str  # "tag" or "registration time (no promoted_at tag)"
+    alias_note: str | None = None  # how the `production` alias disagrees with the manifest
 
     def hours_since_promotion(self, now: datetime | None = None) -> float:
         return ((now or datetime.now(UTC)) - self.promoted_at).total_seconds() / 3600
@@ -78,11 +82,23 @@ def promotion_time(version: ModelVersion) -> tuple[datetime, str]:
 
 
 def load_production(client: MlflowClient, service: str) -> Production:
-    current = aliased_version(client, service, PRODUCTION)
-    if current is None:
+    """The version the manifest on main names (what runs); the `production` alias is only
+    compared with it, and a disagreement is reported."""
+    version = deployed_version(service)
+    if version is None:
         raise NotInProduction(
-            f"{service}: no version holds the '{PRODUCTION}' alias; promote one first"
+            f"{service}: the manifest on main names no version; promote one first"
         )
+    current = client.get_model_version(service, version)
+    alias = aliased_number(client, service, PRODUCTION)
+    note = None
+    if alias != version:
+        named = f"v{alias}" if alias else "no version"
+        note = (
+            f"the '{PRODUCTION}' alias names {named} but the manifest on main names "
+            f"v{version}: v{version} is measured (run `mlops deploy` to align the alias)"
+        )
+        log.warning("%s: %s", service, note)
     previous = aliased_version(client, service, PREVIOUS)
     promoted_at, source = promotion_time(current)
     return Production(
@@ -91,6 +107,7 @@ def load_production(client: MlflowClient, service: str) -> Production:
         previous=None if previous is None else _info(previous),
         promoted_at=promoted_at,
         promoted_at_source=source,
+        alias_note=note,
     )
 
 

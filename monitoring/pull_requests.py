@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from monitoring.gitutil import commit_files, current_branch
+from services.gitutil import commit_files, current_branch
 from services.settings import get_settings, repo_root
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ class MonitorResult:
     other_versions_rows: int
     promoted_at: datetime
     promoted_at_source: str
+    alias_note: str | None = None  # the `production` alias disagrees with the manifest on main
     live_metrics: dict[str, float] = field(default_factory=dict)
     columns: tuple[ColumnDrift, ...] = ()
     prediction: ColumnDrift | None = None
@@ -52,6 +53,8 @@ class MonitorResult:
                 "promoted_at": self.promoted_at.isoformat(),
                 "promoted_at_source": self.promoted_at_source,
                 "hours_since_promotion": m.hours_since_promotion,
+                "source": "the manifest on main",
+                "alias_disagrees": self.alias_note,
             },
             "thresholds": asdict(self.thresholds),
             "measured": {

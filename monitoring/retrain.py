@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from monitoring.gitutil import changed_files, scratch_worktree
 from monitoring.pull_requests import Change
 from monitoring.snapshot import SnapshotStats, labelled_rows, merge_snapshot
+from services.gitutil import changed_files, scratch_worktree
 from services.layout import ServicePaths, file_md5
 from services.settings import tool
 from services.spec import ServiceSpec

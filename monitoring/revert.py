@@ -8,8 +8,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-from monitoring.gitutil import show_file
 from monitoring.pull_requests import Change
+from services.gitutil import show_file
 from serving.k8s import k8s_path, render
 from serving.manifest import manifest_path, set_model_version, versions
 

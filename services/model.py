@@ -16,6 +16,8 @@ import xgboost as xgb
 import yaml
 
 from services.encoding import FeatureEncoder
+from services.registry import model_uri
+from services.settings import get_settings
 from services.spec import ServiceSpec, parse_spec
 
 BOOSTER_ARTIFACT = "booster"
@@ -49,6 +51,15 @@ class ServiceModel(mlflow.pyfunc.PythonModel):
         return prediction_frame(
             self.spec, self.predict_matrix(self.encoder.encode_frame(model_input))
         )
+
+
+def load_registered(service: str, version: str) -> ServiceModel:
+    """Version `version` of registered model `service`, with the spec it was trained with."""
+    mlflow.set_tracking_uri(get_settings().tracking_uri)
+    model = mlflow.pyfunc.load_model(model_uri(service, version)).unwrap_python_model()
+    if not isinstance(model, ServiceModel):
+        raise TypeError(f"{service} v{version} is not a ServiceModel ({type(model).__name__})")
+    return model
 
 
 def prediction_frame(spec: ServiceSpec, raw: np.ndarray) -> pd.DataFrame:

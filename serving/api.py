@@ -85,7 +85,7 @@ class ServiceApi:
     def __init__(self, spec: ServiceSpec, max_rows: int) -> None:
         self.spec, self.max_rows = spec, max_rows
         self.record = record_model(spec)
-        self.max_body_bytes = max_rows * BYTES_PER_ROW + 1_024
+        self.max_body_bytes = max_body_bytes(max_rows)
         records = (list[self.record], Field(min_length=1, max_length=max_rows))  # type: ignore[name-defined]
         self.request_model = create_model(
             f"{self.record.__name__.removesuffix('Record')}Request",
@@ -107,13 +107,7 @@ class ServiceApi:
 
     def check_size(self, content_length: str | None, body: bytes | None = None) -> None:
         """413 when the declared (Content-Length) or actual size exceeds the limit."""
-        size = len(body) if body is not None else parse_content_length(content_length)
-        if size > self.max_body_bytes:
-            raise RequestError(
-                413,
-                f"body of {size} bytes exceeds the limit of "
-                f"{self.max_body_bytes} bytes ({self.max_rows} records)",
-            )
+        check_size(content_length, self.max_rows, body)
 
     def parse_records(self, body: bytes) -> list[dict[str, Any]]:
         """`{"records": [...]}` -> validated records (dicts, spec order)."""
@@ -236,6 +230,20 @@ class ServiceApi:
     def prediction_columns(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         """The same predictions as columns, for logging whole frames."""
         return prediction_frame(self.spec, raw).to_dict("series")  # type: ignore[return-value]
+
+
+def max_body_bytes(max_rows: int) -> int:
+    return max_rows * BYTES_PER_ROW + 1_024
+
+
+def check_size(content_length: str | None, max_rows: int, body: bytes | None = None) -> None:
+    """413 when the declared (Content-Length) or actual size exceeds what `max_rows` allow."""
+    size = len(body) if body is not None else parse_content_length(content_length)
+    limit = max_body_bytes(max_rows)
+    if size > limit:
+        raise RequestError(
+            413, f"body of {size} bytes exceeds the limit of {limit} bytes ({max_rows} records)"
+        )
 
 
 def parse_content_length(value: str | None) -> int:

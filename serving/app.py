@@ -1,11 +1,15 @@
 """Ray Serve application of one service: a real-time FastAPI ingress and a batch deployment.
 
-`build_app` is the `import_path` target of every application in the manifest. Both
-deployments take the model version from `user_config` and swap it in `reconfigure()`.
+`build_app` is the `import_path` target of every application in the manifest; its `args` (the
+service and its request limits) are all it needs: `service.yaml` is not read here. Both
+deployments take the model version from `user_config` and swap it in `reconfigure()`; the
+request schema, categories, ranges, threshold and OpenAPI document come from the spec that
+travels with the served version.
 (No `from __future__ import annotations`: FastAPI must see real types in classes that Ray
 pickles by value.)
 """
 
+import itertools
 import logging
 from typing import Any
 
@@ -14,14 +18,13 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from services.settings import get_settings
-from services.spec import ServiceSpec, load_spec
-from serving.api import RequestError, ServiceApi, new_request_ids, now
+from serving.api import RequestError, check_size, new_request_ids, now
 from serving.auth import ApiKeyAuth
 from serving.log_writer import InferenceLogWriter
 from serving.manifest import BATCH, REALTIME
@@ -35,10 +38,13 @@ BATCH_WAIT_S = 0.0
 
 
 class AppArgs(BaseModel):
-    """`args` of an application in the manifest."""
+    """`args` of an application in the manifest (rendered from the service's deployment
+    settings by `mlops render manifest`)."""
 
     model_config = ConfigDict(extra="forbid")
     service: str
+    max_request_rows: int = Field(ge=1)
+    max_batch_rows: int = Field(ge=1)
 
 
 def _encode(payload: Any) -> bytes:
@@ -68,28 +74,29 @@ def _replica_id() -> str:
 
 
 class _Replica:
-    """State every replica of a service holds: spec, payload rules, model slot, log writers."""
+    """State every replica of a service holds: its model slot (the served version, with the
+    spec it was trained with) and its log writer."""
 
-    def __init__(self, spec: ServiceSpec, max_rows: int, endpoint: str) -> None:
-        self.spec = spec
-        self.api = ServiceApi(spec, max_rows)
-        self.slot = ModelSlot(spec.name)
+    def __init__(self, service: str, max_rows: int, endpoint: str) -> None:
+        self.service = service
+        self.slot = ModelSlot(service, max_rows)
         self.endpoint = endpoint
         settings = get_settings()
         writer = f"{endpoint}-{_replica_id()}"
         self.predictions_log = InferenceLogWriter(
-            settings.inference_log_uri, spec.name, "predictions", writer
+            settings.inference_log_uri, service, "predictions", writer
         )
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """The manifest's `user_config`: swap to its `model_version` in place."""
         await self.slot.switch_to(config.get("model_version"))
 
-    def model(self) -> LoadedModel:
+    def served(self) -> LoadedModel:
+        """The version that answers now (its model and its spec's request rules)."""
         if self.slot.current is None:
             raise RequestError(
                 503,
-                f"{self.spec.name}: no model loaded ({self.slot.error or 'no version deployed'})",
+                f"{self.service}: no model loaded ({self.slot.error or 'no version deployed'})",
             )
         return self.slot.current
 
@@ -103,7 +110,7 @@ class _Replica:
         """Append served rows (features + request id + prediction) to the inference log."""
         meta = {
             "timestamp": now(),
-            "service": self.spec.name,
+            "service": self.service,
             "model_version": version,
             "endpoint": endpoint,
         }
@@ -115,63 +122,82 @@ class _Replica:
         )
 
 
-def realtime_deployment(spec: ServiceSpec) -> Any:
+def realtime_deployment(args: AppArgs) -> Any:
     """The ingress deployment: predict, invocations, feedback, health; /batch forwards."""
-    # OpenAPI is served by a route of its own: the document is completed with the spec's
-    # request schema (routes read raw bytes for speed, so FastAPI cannot infer it).
+    # OpenAPI is served by a route of its own: the document is completed with the served
+    # version's request schema (routes read raw bytes for speed, so FastAPI cannot infer it).
     api = FastAPI(
-        title=f"{spec.name} inference API",
+        title=f"{args.service} inference API",
         version="1",
-        description=spec.description or f"Predictions of {spec.name}.",
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
-    predict_body = ServiceApi(spec, spec.serving.max_request_rows).openapi_body()
 
-    def openapi_document() -> dict[str, Any]:
+    def openapi_document(served: LoadedModel) -> dict[str, Any]:
+        spec = served.model.spec
         document = get_openapi(
-            title=api.title, version=api.version, description=api.description, routes=api.routes
+            title=api.title,
+            version=served.version,
+            description=spec.description or f"Predictions of {spec.name}.",
+            routes=api.routes,
         )
-        document["paths"]["/predict"]["post"].update(predict_body)
+        document["paths"]["/predict"]["post"].update(served.api.openapi_body())
         return document
 
     @serve.deployment(name=REALTIME)
     @serve.ingress(api)
     class Realtime(_Replica):
-        def __init__(self, service: str, batch: DeploymentHandle) -> None:
-            super().__init__(spec, spec.serving.max_request_rows, "predict")
+        def __init__(self, app_args: dict[str, Any], batch: DeploymentHandle) -> None:
+            settings = AppArgs.model_validate(app_args)
+            super().__init__(settings.service, settings.max_request_rows, "predict")
             self.batch = batch
-            self.batch_api = ServiceApi(spec, spec.serving.max_batch_rows)
+            self.max_batch_rows = settings.max_batch_rows
             self.auth = ApiKeyAuth.from_env()  # MLOPS_API_KEY; off when unset
             self.feedback_log = InferenceLogWriter(
-                get_settings().inference_log_uri, service, "feedback", f"feedback-{_replica_id()}"
+                get_settings().inference_log_uri,
+                self.service,
+                "feedback",
+                f"feedback-{_replica_id()}",
             )
 
         @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
-        async def _score(self, batches: list[list[dict[str, Any]]]) -> list[tuple[str, np.ndarray]]:
-            loaded = self.model()
-            rows = [record for batch in batches for record in batch]
-            raw = loaded.model.predict_matrix(loaded.model.encoder.encode_records(rows))
-            out, start = [], 0
-            for batch in batches:
-                out.append((loaded.version, raw[start : start + len(batch)]))
-                start += len(batch)
+        async def _score(
+            self, versions: list[LoadedModel], batches: list[list[dict[str, Any]]]
+        ) -> list[np.ndarray]:
+            """Raw model output per request; requests parsed by one version are scored by it
+            (during a swap a batch may hold two)."""
+            out: list[np.ndarray] = []
+            pairs = list(zip(versions, batches, strict=True))
+            for _, group in itertools.groupby(pairs, key=lambda pair: id(pair[0])):
+                items = list(group)
+                model = items[0][0].model
+                rows = [record for _, batch in items for record in batch]
+                raw = model.predict_matrix(model.encoder.encode_records(rows))
+                start = 0
+                for _, batch in items:
+                    out.append(raw[start : start + len(batch)])
+                    start += len(batch)
             return out
 
-        async def _read(self, request: Request, limits: ServiceApi | None = None) -> bytes:
-            """The body of an authenticated request, refused (413) before reading if too big."""
+        def _admit(self, request: Request) -> LoadedModel:
+            """The version that will answer an authenticated request (401, then 503)."""
             self.auth.check(request.headers)
-            if limits is not None:
-                limits.check_size(request.headers.get("content-length"))
+            return self.served()
+
+        async def _read(self, request: Request, max_rows: int | None = None) -> bytes:
+            """The body, refused (413) before reading when its declared size is too big."""
+            if max_rows is not None:
+                check_size(request.headers.get("content-length"), max_rows)
             return await request.body()
 
-        async def _respond(self, records: list[dict[str, Any]], endpoint: str) -> dict[str, Any]:
-            self.model()  # 503 before queueing when nothing is loaded
-            version, raw = await self._score(records)
-            predictions = self.api.predictions(raw, new_request_ids(len(records)))
-            self.log_records(records, predictions, version, endpoint)
-            return {"model_version": version, "predictions": predictions}
+        async def _respond(
+            self, served: LoadedModel, records: list[dict[str, Any]], endpoint: str
+        ) -> dict[str, Any]:
+            raw = await self._score(served, records)
+            predictions = served.api.predictions(raw, new_request_ids(len(records)))
+            self.log_records(records, predictions, served.version, endpoint)
+            return {"model_version": served.version, "predictions": predictions}
 
         @api.post(
             "/predict",
@@ -180,16 +206,19 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
         )
         async def predict(self, request: Request) -> Response:
             try:
-                records = self.api.parse_records(await self._read(request, self.api))
-                return _json(await self._respond(records, "predict"))
+                served = self._admit(request)
+                body = await self._read(request, served.api.max_rows)
+                return _json(await self._respond(served, served.api.parse_records(body), "predict"))
             except RequestError as exc:
                 return _error(exc)
 
         @api.post("/invocations", summary="MLflow scoring protocol")
         async def invocations(self, request: Request) -> Response:
             try:
-                records = self.api.parse_invocations(await self._read(request, self.api))
-                result = await self._respond(records, "invocations")
+                served = self._admit(request)
+                body = await self._read(request, served.api.max_rows)
+                records = served.api.parse_invocations(body)
+                result = await self._respond(served, records, "invocations")
                 return _json(
                     {
                         "predictions": [
@@ -204,7 +233,8 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
         @api.post("/batch", summary="Score a large JSON, CSV or Parquet table")
         async def batch(self, request: Request) -> Response:
             try:
-                body = await self._read(request, self.batch_api)
+                self.auth.check(request.headers)
+                body = await self._read(request, self.max_batch_rows)
             except RequestError as exc:
                 return _error(exc)
             status, encoded = await self.batch.score.remote(
@@ -215,15 +245,19 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
         @api.post("/feedback", status_code=202, summary="Record the true label of a prediction")
         async def feedback(self, request: Request) -> Response:
             try:
-                item = self.api.parse_feedback(await self._read(request))
+                served = self._admit(request)
+                item = served.api.parse_feedback(await self._read(request))
             except RequestError as exc:
                 return _error(exc)
-            self.feedback_log.append_rows([{**item, "timestamp": now(), "service": spec.name}])
+            self.feedback_log.append_rows([{**item, "timestamp": now(), "service": self.service}])
             return _json({"accepted": True, "request_id": item["request_id"]}, 202)
 
         @api.get("/openapi.json", include_in_schema=False)
         async def openapi_json(self) -> Response:
-            return _json(openapi_document())
+            try:
+                return _json(openapi_document(self.served()))
+            except RequestError as exc:
+                return _error(exc)
 
         @api.get("/docs", include_in_schema=False)
         async def docs(self, request: Request) -> Response:
@@ -246,9 +280,9 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
 class Batch(_Replica):
     """Large tables, scored in one call; scales to zero when idle."""
 
-    def __init__(self, service: str) -> None:
-        spec = load_spec(service)
-        super().__init__(spec, spec.serving.max_batch_rows, "batch")
+    def __init__(self, app_args: dict[str, Any]) -> None:
+        settings = AppArgs.model_validate(app_args)
+        super().__init__(settings.service, settings.max_batch_rows, "batch")
 
     def score(self, body: bytes, content_type: str) -> tuple[int, bytes]:
         """Status and encoded JSON: bytes cross the handle far cheaper than 100k dicts.
@@ -257,25 +291,26 @@ class Batch(_Replica):
         one request's prediction overlaps the other's parsing and encoding (+30% rows/s).
         """
         try:
-            frame = self.api.parse_table(body, content_type)
-            loaded = self.model()
+            served = self.served()
+            frame = served.api.parse_table(body, content_type)
         except RequestError as exc:
             return exc.status, _encode(exc.body())
-        raw = loaded.model.predict_matrix(loaded.model.encoder.encode_frame(frame))
+        model = served.model
+        raw = model.predict_matrix(model.encoder.encode_frame(frame))
         ids = new_request_ids(len(frame))
-        columns = self.api.prediction_columns(raw)
+        columns = served.api.prediction_columns(raw)
         self.predictions_log.append_frame(
             frame.assign(
                 request_id=ids,
                 timestamp=now(),
-                service=self.spec.name,
-                model_version=loaded.version,
+                service=self.service,
+                model_version=served.version,
                 endpoint="batch",
                 **columns,
             )
         )
-        predictions = self.api.predictions(raw, ids)
-        return 200, _encode({"model_version": loaded.version, "predictions": predictions})
+        predictions = served.api.predictions(raw, ids)
+        return 200, _encode({"model_version": served.version, "predictions": predictions})
 
     def __del__(self) -> None:
         self.predictions_log.close()
@@ -283,5 +318,6 @@ class Batch(_Replica):
 
 def build_app(args: dict[str, Any]) -> Application:
     """Application of one service (the manifest's `import_path`)."""
-    spec = load_spec(AppArgs.model_validate(args).service)
-    return realtime_deployment(spec).bind(spec.name, Batch.bind(spec.name))
+    settings = AppArgs.model_validate(args)
+    plain = settings.model_dump()
+    return realtime_deployment(settings).bind(plain, Batch.bind(plain))

@@ -10,6 +10,7 @@ import pandas as pd
 from services.registry import PRODUCTION, aliased_number, connect
 from services.schema import validate_features
 from services.spec import load_spec
+from serving.gitops import deployed_version
 from serving.model_slot import load_version
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,8 @@ class Scorer:
     """Ray Data callable: one model per worker, validated pandas batches in, predictions out."""
 
     def __init__(self, service: str, version: str) -> None:
-        self.spec = load_spec(service)
-        self.loaded = load_version(service, version)
+        self.loaded = load_version(service, version, BATCH_ROWS)
+        self.spec = self.loaded.model.spec  # the scored version's own features and rules
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         features = batch.reindex(columns=self.spec.feature_names)
@@ -41,10 +42,21 @@ class Scorer:
 
 
 def production_version(service: str) -> str:
-    current = aliased_number(connect(), service, PRODUCTION)
-    if current is None:
-        raise ValueError(f"{service}: no version holds the '{PRODUCTION}' alias; pass --version")
-    return current
+    """The version the manifest on main names (what runs); an alias that disagrees is logged."""
+    version = deployed_version(service)
+    if version is None:
+        raise ValueError(f"{service}: the manifest on main names no version; pass --version")
+    alias = aliased_number(connect(), service, PRODUCTION)
+    if alias != version:
+        log.warning(
+            "%s: the '%s' alias names v%s but the manifest on main names v%s: scoring v%s",
+            service,
+            PRODUCTION,
+            alias,
+            version,
+            version,
+        )
+    return version
 
 
 def batch_score(
@@ -54,11 +66,12 @@ def batch_score(
     version: str | None = None,
     address: str | None = None,
 ) -> dict[str, Any]:
-    """Read Parquet/CSV at `input_uri`, write predictions as Parquet to `output_uri`."""
+    """Read Parquet/CSV at `input_uri`, write predictions as Parquet to `output_uri` (with the
+    version the manifest on main names, unless `version` is given)."""
     import fsspec
     import ray
 
-    spec = load_spec(service)
+    spec = load_spec(service)  # a known service (the columns come from the scored version)
     filesystem, path = fsspec.core.url_to_fs(input_uri)
     if not filesystem.exists(path):
         raise FileNotFoundError(f"batch-score input not found: {input_uri}")

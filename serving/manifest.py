@@ -75,15 +75,11 @@ def save(path: Path, doc: Any) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Replace the manifest atomically; the production manifest also re-renders its RayService."""
+    """Replace the manifest atomically (its RayService is rendered by `serving.k8s.write`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
-    if path.resolve() == manifest_path().resolve():
-        from serving import k8s  # the renderer reads this module; imported late
-
-        k8s.write(path)
 
 
 def validate(doc: Any, source: str) -> None:
@@ -177,7 +173,11 @@ def render_application(spec: ServiceSpec, version: str | None) -> dict[str, Any]
         "name": spec.name,
         "route_prefix": f"/{spec.name}",
         "import_path": IMPORT_PATH,
-        "args": {"service": spec.name},
+        "args": {
+            "service": spec.name,
+            "max_request_rows": spec.serving.max_request_rows,
+            "max_batch_rows": spec.serving.max_batch_rows,
+        },
         "deployments": [
             {
                 "name": REALTIME,

@@ -1,7 +1,10 @@
 """The model a replica serves, and in-place swaps to another registered version.
 
-A new version is loaded next to the current one; only when it loaded does the slot switch,
-so requests never wait and a failed load leaves the old version serving (and reported).
+A version is self-contained: the spec it was trained with travels in the model, and the
+request rules (schema, categories, ranges), encoder and decision threshold of a loaded
+version all come from it, never from `service.yaml`. A new version is loaded next to the
+current one; only when it loaded does the slot switch, so requests never wait and a failed
+load leaves the old version serving (and reported).
 """
 
 from __future__ import annotations
@@ -10,36 +13,33 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import mlflow.pyfunc
-
-from services.model import ServiceModel
-from services.registry import model_uri
-from services.settings import get_settings
+from services.model import ServiceModel, load_registered
+from serving.api import ServiceApi
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedModel:
+    """A registered version with the request rules of its own spec."""
+
     version: str
     model: ServiceModel
+    api: ServiceApi
 
 
-def load_version(service: str, version: str) -> LoadedModel:
-    """Load version `version` of registered model `service` from the MLflow registry."""
-    mlflow.set_tracking_uri(get_settings().tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(model_uri(service, version))
-    model = pyfunc.unwrap_python_model()
-    if not isinstance(model, ServiceModel):
-        raise TypeError(f"{service} v{version} is not a ServiceModel ({type(model).__name__})")
-    return LoadedModel(version, model)
+def load_version(service: str, version: str, max_rows: int) -> LoadedModel:
+    """Load version `version` of registered model `service` from the MLflow registry;
+    `max_rows`: the deployment's request limit (from the manifest)."""
+    model = load_registered(service, version)
+    return LoadedModel(version, model, ServiceApi(model.spec, max_rows))
 
 
 class ModelSlot:
     """Current model + the version asked for; `error` says why they differ."""
 
-    def __init__(self, service: str) -> None:
-        self.service = service
+    def __init__(self, service: str, max_rows: int) -> None:
+        self.service, self.max_rows = service, max_rows
         self.current: LoadedModel | None = None
         self.desired: str | None = None
         self.error: str | None = None
@@ -57,7 +57,9 @@ class ModelSlot:
                 self.error = None
                 return
             try:
-                loaded = await asyncio.to_thread(load_version, self.service, self.desired)
+                loaded = await asyncio.to_thread(
+                    load_version, self.service, self.desired, self.max_rows
+                )
             except Exception as exc:  # any load failure: keep serving what we have
                 self.error = f"loading {self.service} v{self.desired} failed: {exc}"
                 log.error(self.error)

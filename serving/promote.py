@@ -1,7 +1,8 @@
-"""`mlops promote <service>@v<N>`: gates, aliases, manifest edit, deploy, verify; or nothing.
+"""`mlops promote <service>@v<N>`: gates, the manifest commit on main, aliases, deploy, verify.
 
-Any failure after the first change restores the manifest and the aliases (and redeploys
-the old manifest), so a failed promotion leaves everything as it was.
+Git first: nothing that runs changes before the manifest commit is recorded (and pushed, with
+a remote). A failure after it is undone by a second commit, and aliases and cluster follow,
+so git, the `production` alias and the served version agree at the end of every path.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from services.settings import get_settings
 from services.spec import SERVICE_NAME_PATTERN, ServiceSpec, SpecError, load_spec
 from serving import manifest
 from serving.deploy import app_health, deploy
+from serving.gitops import GitRecordError, GitTarget, record
+from serving.manifest import ManifestError
 
 log = logging.getLogger(__name__)
 _SERVICE, _VERSION = SERVICE_NAME_PATTERN[1:-1], manifest.VERSION_PATTERN.pattern[1:-1]
@@ -52,6 +55,7 @@ class Promotion:
     replaced: str | None
     manifest: Path
     deployed: bool
+    commit: str | None  # the release commit (None: the manifest already named the version)
 
 
 def parse_tag(tag: str) -> tuple[str, str]:
@@ -118,10 +122,13 @@ def manifest_lock() -> Iterator[None]:
 
 
 def verify_serving(service: str, version: str, timeout_s: float) -> None:
-    """Wait until the endpoint reports `version` (ready) several times in a row."""
+    """Wait until the endpoint reports `version` (ready) several times in a row; a replica
+    that reports it could not load `version` fails the check at once."""
     deadline, streak, last = time.monotonic() + timeout_s, 0, {}
     while time.monotonic() < deadline:
         last = app_health(service)
+        if last.get("desired_version") == version and last.get("error"):
+            raise PromotionError(f"/{service}/health: {last['error']}")
         streak = streak + 1 if last.get("model_version") == version and last.get("ready") else 0
         if streak >= VERIFY_STREAK:
             return
@@ -131,24 +138,47 @@ def verify_serving(service: str, version: str, timeout_s: float) -> None:
     )
 
 
+def release_message(service: str, version: str, tag: str) -> str:
+    return (
+        f"Release {service} v{version} to production (tag {tag})\n\n"
+        f"MLflow model {service}: alias {PRODUCTION} -> version {version}; "
+        "the serve manifest and its RayService name it."
+    )
+
+
 def promote(
     tag: str,
     manifest_path: Path | None = None,
     do_deploy: bool = True,
     verify_timeout_s: float = 120.0,
+    remote: str | None = None,
 ) -> Promotion:
-    """Promote a registered version to production, or change nothing and raise."""
+    """Promote a registered version to production, git first, or change nothing and raise.
+
+    gates -> manifest commit (pushed to `remote`'s main when given: refused means nothing
+    changed) -> aliases -> deploy -> verify. A failure after the commit is undone by a commit
+    that restores the replaced version, then the aliases and the cluster follow it back.
+    """
     service, version = parse_tag(tag)
     spec = load_spec(service)
     path = manifest_path or manifest.manifest_path()
+    target = GitTarget.of(path, remote)
     client = connect()
     with manifest_lock():
         failures = check_gates(client, spec, version)
         if failures:
             raise PromotionError(f"{tag} refused: " + "; ".join(failures))
-        manifest_text = path.read_text()
         aliases = {a: aliased_number(client, service, a) for a in (PRODUCTION, PREVIOUS)}
         replaced = manifest.versions(path).get(service)
+        try:
+            release = record(
+                target,
+                path,
+                lambda p: manifest.set_model_version(p, service, version),
+                release_message(service, version, tag),
+            )
+        except (GitRecordError, ManifestError) as exc:
+            raise PromotionError(f"{tag} not released: {exc}") from None
         try:
             if aliases[PRODUCTION] and aliases[PRODUCTION] != version:
                 client.set_registered_model_alias(service, PREVIOUS, aliases[PRODUCTION])
@@ -156,27 +186,40 @@ def promote(
             client.set_model_version_tag(
                 service, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat(timespec="seconds")
             )
-            manifest.set_model_version(path, service, version)
             if do_deploy:
                 deploy(path)
                 verify_serving(service, version, verify_timeout_s)
         except (Exception, KeyboardInterrupt) as exc:
-            _restore(client, service, aliases, path, manifest_text, redeploy=do_deploy)
             reason = exc if isinstance(exc, PromotionError) else f"{type(exc).__name__}: {exc}"
-            raise PromotionError(f"{tag} failed and was rolled back: {reason}") from exc
-    log.info("%s v%s is in production (replaced %s)", service, version, replaced)
-    return Promotion(service, version, replaced, path, do_deploy)
+            undone = _roll_back(client, target, path, service, replaced, aliases, do_deploy, reason)
+            raise PromotionError(f"{tag} failed and was rolled back ({undone}): {reason}") from exc
+    log.info("%s v%s in production (replaced %s; commit %s)", service, version, replaced, release)
+    return Promotion(service, version, replaced, path, do_deploy, release)
 
 
-def _restore(
+def _roll_back(
     client: MlflowClient,
-    service: str,
-    aliases: dict[str, str | None],
+    target: GitTarget,
     path: Path,
-    manifest_text: str,
+    service: str,
+    replaced: str | None,
+    aliases: dict[str, str | None],
     redeploy: bool,
-) -> None:
-    manifest.write_text(path, manifest_text)
+    reason: object,
+) -> str:
+    """Record the replaced version in git again, then restore aliases and cluster; says how."""
+    try:
+        commit = record(
+            target,
+            path,
+            lambda p: manifest.set_model_version(p, service, replaced),
+            f"Roll back {service} to {f'v{replaced}' if replaced else 'no version'}\n\n"
+            f"The release failed after its commit: {reason}",
+        )
+        how = f"commit {commit[:10]} on {target.where()}" if commit else "manifest unchanged"
+    except GitRecordError as exc:  # still restore what runs; the message says what git holds
+        log.error("the rollback commit was not recorded: %s", exc)
+        how = f"ROLLBACK COMMIT NOT RECORDED, git still names the failed version: {exc}"
     for alias, version in aliases.items():
         try:
             if version:
@@ -190,6 +233,7 @@ def _restore(
             deploy(path)
         except Exception as exc:  # the manifest is restored; the next deploy reconciles
             log.error("redeploying the restored manifest failed: %s", exc)
+    return how
 
 
 def align_aliases(path: Path) -> dict[str, str]:

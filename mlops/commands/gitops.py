@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mlops.console import fail
+from mlops.console import fail, run_guarded
 
 ci_app = typer.Typer(help="Helpers for the GitHub workflows.", no_args_is_help=True)
 
@@ -69,6 +69,16 @@ def new_versions_command(
 ) -> None:
     """Print a Markdown table of the versions registered between BEFORE and AFTER."""
     typer.echo(versions_markdown(new_versions(_read_rows(before), _read_rows(after))))
+
+
+@ci_app.command("gitops-remote")
+def gitops_remote_command() -> None:
+    """Print the local bare repository that workflows run with act push to (created under
+    MLOPS_HOME and seeded with this checkout's main on first use)."""
+    from services.settings import get_settings, repo_root
+    from serving.gitops import local_remote
+
+    typer.echo(run_guarded(lambda: local_remote(get_settings().home, repo_root())))
 
 
 def register(app: typer.Typer) -> None:

@@ -27,15 +27,25 @@ def _manifest(path: Path | None) -> Path:
     return path or manifest_path()
 
 
-def deploy_command(manifest: ManifestOption = None) -> None:
-    """Reconcile the Ray cluster to the manifest (RAY_ADDRESS, default the local head)."""
+def deploy_command(
+    manifest: ManifestOption = None,
+    ref: Annotated[
+        str, typer.Option(help="The commit whose manifest is applied (what main says runs).")
+    ] = "main",
+) -> None:
+    """Reconcile the Ray cluster to the manifest committed on main (RAY_ADDRESS: the cluster)."""
     from serving.deploy import deploy
+    from serving.gitops import committed_text, manifest_copy
     from serving.promote import align_aliases
 
     path = _manifest(manifest)
-    apps = run_guarded(lambda: deploy(path))
-    changed = run_guarded(lambda: align_aliases(path))
-    console.print(f"deployed {', '.join(a.name for a in apps) or 'nothing'} from {path}")
+    text = run_guarded(lambda: committed_text(path, ref))
+    if path.read_text() != text:
+        console.print(f"[yellow]note:[/] edits of {path} that are not at {ref} are not deployed")
+    with manifest_copy(text, path.name) as committed:
+        apps = run_guarded(lambda: deploy(committed))
+        changed = run_guarded(lambda: align_aliases(committed))
+    console.print(f"deployed {', '.join(a.name for a in apps) or 'nothing'} from {path} at {ref}")
     for service, version in changed.items():
         console.print(f"{service}: alias production -> v{version}")
 
@@ -43,15 +53,24 @@ def deploy_command(manifest: ManifestOption = None) -> None:
 def promote_command(
     tag: Annotated[str, typer.Argument(help="<service>@v<N>, e.g. fraud-detection@v2")],
     manifest: ManifestOption = None,
-    deploy: Annotated[bool, typer.Option(help="Deploy and verify after editing.")] = True,
+    deploy: Annotated[bool, typer.Option(help="Deploy and verify after the commit.")] = True,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GITOPS_REMOTE",
+            help="Push the release commit to this remote's main before anything else changes "
+            "(default: commit on the checked-out branch only).",
+        ),
+    ] = None,
 ) -> None:
-    """Promote a registered version to production: gates, aliases, manifest, deploy, verify."""
+    """Promote a registered version: gates, manifest commit (and push), aliases, deploy, verify."""
     from serving.promote import promote
 
-    result = run_guarded(lambda: promote(tag, _manifest(manifest), do_deploy=deploy))
+    result = run_guarded(lambda: promote(tag, _manifest(manifest), do_deploy=deploy, remote=remote))
+    commit = f"commit {result.commit[:10]}" if result.commit else "manifest already named it"
     console.print(
         f"[green]{result.service} v{result.version} is in production[/] "
-        f"(was {result.replaced or 'none'}; manifest {result.manifest})"
+        f"(was {result.replaced or 'none'}; {commit}; manifest {result.manifest})"
     )
 
 
@@ -132,6 +151,8 @@ def render_manifest(
     ] = False,
 ) -> None:
     """Re-render each application's settings from services/<name>/service.yaml (versions kept)."""
+    from serving.gitops import recorded_files
+    from serving.k8s import write
     from serving.manifest import drift_from_catalogue, sync_with_catalogue
 
     path = _manifest(manifest)
@@ -143,6 +164,8 @@ def render_manifest(
         return
     run_guarded(lambda: sync_with_catalogue(path))
     console.print(f"wrote {path}")
+    for rayservice in recorded_files(path)[1:]:
+        console.print(f"wrote {write(path, rayservice)}")
 
 
 def batch_score_command(
@@ -152,7 +175,7 @@ def batch_score_command(
     ],
     output_uri: Annotated[str, typer.Option("--output", help="Output folder for Parquet parts.")],
     version: Annotated[
-        str | None, typer.Option(help="Model version (default: production).")
+        str | None, typer.Option(help="Model version (default: what the manifest on main names).")
     ] = None,
 ) -> None:
     """Score a large file with Ray Data (`map_batches`) and the serving model code."""

@@ -6,7 +6,9 @@ the scenarios, which run in the order of the loop and build on each other:
 
 1. the tag `fraud-detection@v<N>` of a newly registered version releases it: MLflow alias,
    the release commit on origin's main, the endpoint;
-2. the tag of a version that fails its gate fails the job and changes nothing;
+2. the tag of a version that fails its gate fails the job and changes nothing; so does one
+   whose push to main is refused (a protected remote); one whose new version cannot be
+   loaded is released, fails its verify and is undone by a second commit on main;
 3. the scheduled monitor, with covariate-drifted traffic in the inference log, opens a
    retrain pull request in local mode and writes its reports;
 4. a revert merged on main (the manifest back to the first version) is applied by the deploy
@@ -48,15 +50,12 @@ SERVICE = "fraud-detection"
 MANIFEST = "infra/serve/production.yaml"
 RAYSERVICE = "infra/k8s/rayservice.yaml"
 PRIVATE = ("MLOPS_REPO_ROOT", "VIRTUAL_ENV", "GITHUB_TOKEN", "GH_TOKEN")
-PROMOTE_STEP = "Promote (gates, aliases, manifest, deploy, verify)"
+PROMOTE_STEP = "Release (gates, manifest commit pushed to main, aliases, deploy, verify)"
 RELEASE_STEPS = (
     "Parse <service>@v<N>",
-    "Start from the tip of main, and check that it can be pushed",
+    "Start from the tip of main",
     "Set up the locked environment",
     PROMOTE_STEP,
-    "Commit the manifest to main",
-    "Push to main",
-    "Deploy the committed manifest",
     "Smoke test every application",
 )
 DRIFTED_ROWS = 1_200
@@ -118,12 +117,12 @@ class GitOps:
     def origin_file(self, path: str, ref: str = "main") -> str:
         return git(self.origin, "show", f"{ref}:{path}")
 
-    def make(self, name: str, *args: str) -> Act:
+    def make(self, name: str, *args: str, remote: Path | None = None) -> Act:
         path = self.logs / f"{name}.log"
         result = subprocess.run(
             ["make", "-s", *args],
             cwd=self.work,
-            env=self.env,
+            env=self.env | ({"GITOPS_REMOTE": str(remote)} if remote else {}),
             capture_output=True,
             text=True,
             timeout=840,
@@ -185,6 +184,7 @@ def gitops(served, repo: Path, mlflow_server: str, tmp_path_factory) -> Iterator
         "MLOPS_DASHBOARD_URL": settings.dashboard_url,
         "MLOPS_SERVE_URL": settings.serve_url,
         "ACT_ARGS": f"--json --action-cache-path {tmp / 'act-cache'}",
+        "GITOPS_REMOTE": str(origin),
     }
     logs = tmp / "logs"
     logs.mkdir()
@@ -261,13 +261,85 @@ def test_tag_of_a_version_failing_its_gate_changes_nothing(gitops: GitOps):
     assert act.returncode != 0, act.context()
     assert act.log.results.get("Parse <service>@v<N>") == "success", act.context()
     assert act.log.results.get(PROMOTE_STEP) == "failure", (act.log.results, act.context())
-    for step in ("Commit the manifest to main", "Push to main", "Deploy the committed manifest"):
-        assert act.log.results.get(step) != "success", (step, act.log.results)
+    assert act.log.results.get("Smoke test every application") != "success", act.log.results
     refusal = act.log.text(PROMOTE_STEP)
     assert f"{SERVICE}@v{weak} refused" in refusal and "does not meet the floor" in refusal, refusal
     assert f"### Release {SERVICE} v{weak}: failure" in "".join(act.log.summary)
     assert after == before
     assert served_after == served_before
+
+
+def protected_copy_of(origin: Path) -> Path:
+    """A bare repository with origin's main whose pre-receive hook refuses every push."""
+    protected = origin.with_name("protected.git")
+    git(origin.parent, "init", "-q", "--bare", "-b", "main", str(protected))
+    git(origin, "push", "-q", str(protected), "main")
+    hook = protected / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    return protected
+
+
+def break_booster(g: GitOps, version: str) -> None:
+    """Overwrite the stored booster of `version`: it passes its gates but cannot be loaded."""
+    model_id = g.client.get_model_version(SERVICE, version).model_id
+    boosters = [
+        path
+        for path in (g.home / "mlflow" / "artifacts").rglob("model.ubj")
+        if model_id in path.parts
+    ]
+    assert len(boosters) == 1, boosters
+    boosters[0].write_bytes(b"not an XGBoost model")
+
+
+def test_a_release_whose_push_is_refused_changes_nothing(gitops: GitOps):
+    from training.register import register
+
+    g = gitops
+    version = register(load_spec(SERVICE))["version"]  # passes every gate
+    protected = protected_copy_of(g.origin)
+    before = (git(protected, "rev-parse", "main"), aliases(g.client), health()["model_version"])
+
+    act = g.make(
+        "release-refused-push", "act-release", f"TAG={SERVICE}@v{version}", remote=protected
+    )
+
+    assert act.returncode != 0, act.context()
+    assert act.log.results.get(PROMOTE_STEP) == "failure", (act.log.results, act.context())
+    said = act.log.text(PROMOTE_STEP)
+    assert "main is protected" in said and "nothing was changed" in said, said
+    after = (git(protected, "rev-parse", "main"), aliases(g.client), health()["model_version"])
+    assert after == before
+    assert f"### Release {SERVICE} v{version}: failure" in "".join(act.log.summary)
+
+
+def test_a_release_whose_verify_fails_is_undone_by_a_commit_on_main(gitops: GitOps):
+    from training.register import register
+
+    g = gitops
+    broken = register(load_spec(SERVICE))["version"]
+    break_booster(g, broken)
+    tip, aliases_before = g.origin_main(), aliases(g.client)
+    served = health()["model_version"]
+    tag = f"{SERVICE}@v{broken}"
+
+    act = g.make("release-unloadable", "act-release", f"TAG={tag}")
+
+    assert act.returncode != 0, act.context()
+    assert act.log.results.get(PROMOTE_STEP) == "failure", (act.log.results, act.context())
+    assert f"{tag} failed and was rolled back" in act.log.text(PROMOTE_STEP), act.context()
+    # origin's main: the release commit, then the commit that undoes it
+    assert git(g.origin, "rev-parse", "main~2").strip() == tip
+    subjects = git(g.origin, "log", "-2", "--format=%s", "main").splitlines()
+    assert subjects == [
+        f"Roll back {SERVICE} to v{served}",
+        f"Release {SERVICE} v{broken} to production (tag {tag})",
+    ]
+    assert manifest_versions(g.origin_file(MANIFEST))[SERVICE] == served
+    # git, the aliases and the served version agree again
+    assert aliases(g.client) == aliases_before
+    answer = health()
+    assert answer["model_version"] == served and answer["ready"], answer
 
 
 def test_scheduled_monitor_opens_a_retrain_pull_request_on_drift(gitops: GitOps):

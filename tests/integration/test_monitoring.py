@@ -30,6 +30,8 @@ from services.encoding import FeatureEncoder
 from services.model import ServiceModel, signature_from_spec
 from services.registry import PREVIOUS, PRODUCTION, REFERENCE_ARTIFACT
 from services.spec import SPEC_FILE, load_spec
+from serving.manifest import manifest_path, versions
+from tests.conftest import name_on_main
 
 pytestmark = pytest.mark.integration
 SERVICE = "fraud-detection"
@@ -44,10 +46,14 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def client(registered, mlflow_server):
-    """A client; the fraud-detection aliases as they were are restored at the end."""
+    """A client; the fraud-detection aliases and the manifest on main as they were are
+    restored at the end."""
     client = MlflowClient(mlflow_server)
     saved = dict(client.get_registered_model(SERVICE).aliases)
+    on_main = versions(manifest_path())
     yield client
+    for service, version in on_main.items():
+        name_on_main(service, version)
     for alias in (PRODUCTION, PREVIOUS):
         if alias in saved:
             client.set_registered_model_alias(SERVICE, alias, saved[alias])
@@ -75,6 +81,7 @@ def env(tmp_path, monkeypatch):
 @pytest.fixture
 def production_v1(client, good):
     version, _ = good
+    name_on_main(SERVICE, version)
     client.set_registered_model_alias(SERVICE, PRODUCTION, version)
     if PREVIOUS in client.get_registered_model(SERVICE).aliases:
         client.delete_registered_model_alias(SERVICE, PREVIOUS)
@@ -106,6 +113,7 @@ def test_healthy_traffic_needs_nothing(env, production_v1, good, client):
 
     result = run()
     summary = assert_outputs(result, "none")
+    assert summary["production"]["alias_disagrees"] is None
     assert summary["measured"]["rows"] == ROWS and summary["measured"]["labelled_rows"] == ROWS
     assert summary["measured"]["feature_drift_share"] < 0.3
     assert len(summary["columns"]) == 13 and not any(c["drifted"] for c in summary["columns"])
@@ -118,6 +126,24 @@ def test_healthy_traffic_needs_nothing(env, production_v1, good, client):
     assert client.get_experiment(run_data.info.experiment_id).name == f"{SERVICE}-monitoring"
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert {"report.html", "summary.json", "summary.md"} <= artifacts
+
+
+def test_the_manifest_on_main_names_the_measured_version_whatever_the_alias_says(
+    env, production_v1, good, client
+):
+    _, log_uri = env
+    version, predict = good
+    log_traffic(load_spec(SERVICE), predict, log_uri, version, ROWS, seed=19)
+    client.delete_registered_model_alias(SERVICE, PRODUCTION)  # e.g. moved by hand
+    try:
+        summary = assert_outputs(run(), "none")
+    finally:
+        client.set_registered_model_alias(SERVICE, PRODUCTION, version)
+    assert summary["production"]["version"] == version
+    assert summary["production"]["source"] == "the manifest on main"
+    note = summary["production"]["alias_disagrees"]
+    assert "alias names no version" in note and f"manifest on main names v{version}" in note
+    assert summary["measured"]["rows"] == ROWS
 
 
 def test_covariate_drift_retrains(env, production_v1, good, monkeypatch, tmp_path):
@@ -213,9 +239,11 @@ def bad_in_production(client, good, repo):
     with tempfile.TemporaryDirectory() as tmp:
         bad = _register_bad_version(client, Path(tmp))
     client.set_registered_model_alias(SERVICE, PREVIOUS, good_version)
+    name_on_main(SERVICE, bad)
     client.set_registered_model_alias(SERVICE, PRODUCTION, bad)
     mark_promoted(client, SERVICE, bad, datetime.now(UTC) - timedelta(hours=1))
     yield bad, mlflow.pyfunc.load_model(f"models:/{SERVICE}/{bad}").predict
+    name_on_main(SERVICE, good_version)
     client.set_registered_model_alias(SERVICE, PRODUCTION, good_version)
     client.delete_registered_model_alias(SERVICE, PREVIOUS)
     client.delete_model_version(SERVICE, bad)
@@ -340,9 +368,12 @@ def demand_in_production(registered, mlflow_server):
     client = MlflowClient(mlflow_server)
     saved = client.get_registered_model(name).aliases.get(PRODUCTION)
     version = registered[name]
+    on_main = versions(manifest_path())[name]
+    name_on_main(name, version)
     client.set_registered_model_alias(name, PRODUCTION, version)
     mark_promoted(client, name, version, datetime.now(UTC) - timedelta(hours=1))
     yield name, version, mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict
+    name_on_main(name, on_main)
     if saved is None:
         client.delete_registered_model_alias(name, PRODUCTION)
     else:

@@ -149,15 +149,19 @@ def test_every_inference_route_checks_the_key_and_health_does_not():
     from starlette.requests import Request
 
     from services.spec import load_spec
-    from serving.api import ServiceApi
     from serving.model_slot import ModelSlot
 
     spec = load_spec("fraud-detection")
-    realtime = serving_app.realtime_deployment(spec).func_or_class
+    args = serving_app.AppArgs(
+        service=spec.name,
+        max_request_rows=spec.serving.max_request_rows,
+        max_batch_rows=spec.serving.max_batch_rows,
+    )
+    realtime = serving_app.realtime_deployment(args).func_or_class
     replica = object.__new__(realtime)
     replica.auth = ApiKeyAuth(KEY)
-    replica.api = replica.batch_api = ServiceApi(spec, spec.serving.max_request_rows)
-    replica.slot = ModelSlot(spec.name)
+    replica.service, replica.max_batch_rows = spec.name, spec.serving.max_batch_rows
+    replica.slot = ModelSlot(spec.name, spec.serving.max_request_rows)
 
     async def body_must_not_be_read() -> dict:
         raise AssertionError("the body was read before the key was checked")
@@ -177,6 +181,7 @@ def test_every_inference_route_checks_the_key_and_health_does_not():
         response = asyncio.run(getattr(realtime, name)(replica, request()))
         assert response.status_code == 401, name
     assert asyncio.run(realtime.health(replica)).status_code == 503  # open: not 401
-    assert asyncio.run(realtime.openapi_json(replica)).status_code == 200
+    # the document is the served version's: none is loaded here
+    assert asyncio.run(realtime.openapi_json(replica)).status_code == 503
     assert asyncio.run(realtime.docs(replica, request())).status_code == 200
     assert "self.auth = ApiKeyAuth.from_env()" in inspect.getsource(serving_app.realtime_deployment)

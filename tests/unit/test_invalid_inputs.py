@@ -7,6 +7,7 @@ compares the bytes of every file in that copy before and after.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,14 +47,32 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         shutil.copytree(
             PACKAGE_REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__")
         )
+    commit_all(root, "copy")  # git records what runs: a change starts from a commit
     monkeypatch.setenv("MLOPS_REPO_ROOT", str(root))
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))  # lock files live outside the copy
     monkeypatch.setenv("MLFLOW_TRACKING_URI", UNREACHABLE_MLFLOW)
     return root
 
 
+def commit_all(root: Path, message: str) -> None:
+    if not (root / ".git").exists():
+        git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", message)
+
+
+def git(root: Path, *args: str) -> None:
+    identity = ["-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", *identity, *args], cwd=root, check=True, capture_output=True)
+
+
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file of the copy (git's own folder aside) and its bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and ".git" not in p.relative_to(root).parts
+    }
 
 
 def unchanged_after(root: Path, action: Callable[[], Any], error: type[Exception]) -> str:
@@ -251,7 +270,9 @@ def test_an_invalid_manifest_is_refused_and_left_as_it_is(repo, case):
     ):
         message = unchanged_after(repo, action, ManifestError)
         assert str(path) in message and words in message
-    # refused before any cluster call; the YAML parser's own message spans several lines
+    # merged on main, it is refused before any cluster call; the YAML parser's own message
+    # spans several lines
+    commit_all(repo, f"broken manifest: {case}")
     text = cli(repo, "deploy", "--manifest", str(path), one_line=case != "not-yaml")
     assert words.rstrip("'") in text  # the CLI strips a trailing quote
 

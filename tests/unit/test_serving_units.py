@@ -138,15 +138,15 @@ def test_log_writer_keeps_rows_when_a_write_fails(tmp_path, monkeypatch):
 
 
 def test_model_slot_keeps_serving_the_old_version_when_a_load_fails(monkeypatch):
-    loaded = LoadedModel("1", object())  # type: ignore[arg-type]
+    loaded = LoadedModel("1", object(), object())  # type: ignore[arg-type]
 
-    def load(service, version):
+    def load(service, version, max_rows):
         if version == "1":
             return loaded
         raise RuntimeError(f"version {version} not found")
 
     monkeypatch.setattr("serving.model_slot.load_version", load)
-    slot = ModelSlot("svc")
+    slot = ModelSlot("svc", 10)
     asyncio.run(slot.switch_to("1"))
     asyncio.run(slot.switch_to("2"))
     health = slot.health()
@@ -158,11 +158,11 @@ def test_model_slot_keeps_serving_the_old_version_when_a_load_fails(monkeypatch)
 
 
 def test_model_slot_without_any_model_raises(monkeypatch):
-    def load(service, version):
+    def load(service, version, max_rows):
         raise RuntimeError("no such version")
 
     monkeypatch.setattr("serving.model_slot.load_version", load)
-    slot = ModelSlot("svc")
+    slot = ModelSlot("svc", 10)
     with pytest.raises(RuntimeError):
         asyncio.run(slot.switch_to("9"))
     assert slot.current is None and "no such version" in slot.health()["error"]

