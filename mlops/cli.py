@@ -124,12 +124,13 @@ def sample(
     drift: Annotated[DriftKind, typer.Option(help="Simulated drift.")] = DriftKind.none,  # type: ignore[attr-defined]
     seed: int = 0,
 ) -> None:
-    """Print `{"records": [...]}` JSON of generated rows (features only)."""
-    from services.datagen import generate
+    """Print `{"records": [...]}` JSON of rows (features only): generated, or sampled from
+    the service's snapshot when it has no generator."""
     from services.schema import frame_to_records
+    from services.traffic import traffic_rows
 
     spec = run_guarded(lambda: load_spec(service))
-    frame = generate(spec, rows, seed, drift.value)[spec.feature_names]
+    frame = run_guarded(lambda: traffic_rows(spec, rows, seed, drift.value))[spec.feature_names]
     typer.echo(json.dumps({"records": frame_to_records(spec, frame)}))
 
 
