@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops.console import console, run_guarded
+from mlops.console import console, expected_errors, message, run_guarded
 from services.datagen import DRIFT_KINDS
 from services.spec import load_spec, service_names
 
@@ -98,12 +98,23 @@ def stack_status() -> None:
 
 @data_app.command("init")
 def data_init(service: Annotated[list[str] | None, typer.Option("--service", "-s")] = None) -> None:
-    """Make every snapshot present: `dvc pull`, or rebuild the deterministic default data."""
+    """Make every snapshot present: `dvc pull`, or rebuild the deterministic default data.
+
+    Says per service what it did or what to run; exits 1 if a snapshot is still missing.
+    """
     from training.data import ensure_snapshot
 
+    failed = []
     for name in service or service_names():
-        how = run_guarded(lambda name=name: ensure_snapshot(load_spec(name)))
-        console.print(f"{name}: snapshot {how}")
+        try:
+            how = ensure_snapshot(load_spec(name))
+        except expected_errors() as exc:
+            console.print(f"[bold red]error:[/] {name}: {message(exc)}", soft_wrap=True)
+            failed.append(name)
+            continue
+        console.print(f"{name}: snapshot {how}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -113,12 +124,13 @@ def sample(
     drift: Annotated[DriftKind, typer.Option(help="Simulated drift.")] = DriftKind.none,  # type: ignore[attr-defined]
     seed: int = 0,
 ) -> None:
-    """Print `{"records": [...]}` JSON of generated rows (features only)."""
-    from services.datagen import generate
+    """Print `{"records": [...]}` JSON of rows (features only): generated, or sampled from
+    the service's snapshot when it has no generator."""
     from services.schema import frame_to_records
+    from services.traffic import traffic_rows
 
     spec = run_guarded(lambda: load_spec(service))
-    frame = generate(spec, rows, seed, drift.value)[spec.feature_names]
+    frame = run_guarded(lambda: traffic_rows(spec, rows, seed, drift.value))[spec.feature_names]
     typer.echo(json.dumps({"records": frame_to_records(spec, frame)}))
 
 

@@ -17,16 +17,14 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def run_guarded(action: Callable[[], Any]) -> Any:
-    """Run library code; expected failures become a one-line message and exit code 1."""
+def expected_errors() -> tuple[type[Exception], ...]:
+    """Failures library code reports with a message meant for the user (no traceback)."""
     from mlflow.exceptions import MlflowException
 
     from services.registry import RegistryUnavailable
     from services.spec import SpecError
 
-    try:
-        return action()
-    except (
+    return (
         SpecError,
         RegistryUnavailable,
         MlflowException,
@@ -35,5 +33,17 @@ def run_guarded(action: Callable[[], Any]) -> Any:
         RuntimeError,
         FileNotFoundError,
         TimeoutError,
-    ) as exc:
-        fail(str(exc).strip("'\""))
+    )
+
+
+def message(exc: BaseException) -> str:
+    """The user-facing text of an expected failure."""
+    return str(exc).strip("'\"")
+
+
+def run_guarded(action: Callable[[], Any]) -> Any:
+    """Run library code; expected failures become a one-line message and exit code 1."""
+    try:
+        return action()
+    except expected_errors() as exc:
+        fail(message(exc))

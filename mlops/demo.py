@@ -64,12 +64,12 @@ def promote_latest(state: DemoState, service: str) -> None:
 
 
 def show_requests() -> None:
-    from services.datagen import generate
     from services.schema import frame_to_records
+    from services.traffic import traffic_rows
 
     base = get_settings().serve_url
     for name, spec in load_catalogue().items():
-        body = {"records": frame_to_records(spec, generate(spec, 2, 7)[spec.feature_names])}
+        body = {"records": frame_to_records(spec, traffic_rows(spec, 2, 7)[spec.feature_names])}
         response = httpx.post(f"{base}/{name}/predict", json=body, timeout=30)
         console.print(f"POST {base}/{name}/predict -> {response.status_code}")
         console.print_json(response.text)

@@ -1,7 +1,8 @@
-"""Write generated traffic straight into the inference log (no serving needed).
+"""Write simulated traffic straight into the inference log (no serving needed).
 
-For benchmarks, tests and offline demos: rows come from the service's generator, outputs
-from any model callable (e.g. an MLflow pyfunc), in the same format serving writes.
+For benchmarks, tests and offline demos: rows come from the service's generator (or its
+snapshot, services/traffic.py), outputs from any model callable (e.g. an MLflow pyfunc), in
+the same format serving writes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from services.datagen import Drift, generate
+from services.datagen import Drift
 from services.inference_log import write_part
 from services.spec import ServiceSpec
+from services.traffic import traffic_rows
 
 Predict = Callable[[pd.DataFrame], pd.DataFrame]  # features -> prediction (+ probability)
 
@@ -39,9 +41,9 @@ def log_traffic(
     when: datetime | None = None,
     endpoint: str = "predict",
 ) -> Backfill:
-    """Generate `rows`, predict them, and write one predictions part (and one feedback part)."""
+    """Make `rows` rows, predict them, and write one predictions part (and one feedback part)."""
     stamp = pd.Timestamp(when or datetime.now(UTC))
-    data = generate(spec, rows, seed, drift)
+    data = traffic_rows(spec, rows, seed, drift)
     features = data[spec.feature_names]
     outputs = predict(features).reset_index(drop=True)
     ids = [uuid.uuid4().hex for _ in range(rows)]

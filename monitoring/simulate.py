@@ -1,4 +1,5 @@
-"""Traffic simulator: real HTTP requests to a service's endpoints from its data generator.
+"""Traffic simulator: real HTTP requests to a service's endpoints, with rows from its data
+generator, or sampled from its snapshot when it has none (services/traffic.py).
 
 POST {serve_url}/{service}/predict   {"records": [...]}  (batches of `batch_size` rows)
   -> {"model_version": "N", "predictions": [{"request_id", "prediction", "probability"?}]}
@@ -17,9 +18,10 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from services.datagen import Drift, generate
+from services.datagen import Drift
 from services.schema import frame_to_records
 from services.spec import ServiceSpec
+from services.traffic import traffic_rows
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]  # called with the number of rows just handled
@@ -108,9 +110,11 @@ def simulate(
     config: SimulationConfig,
     progress: Progress | None = None,
     transport: httpx.BaseTransport | None = None,
+    rows: pd.DataFrame | None = None,
 ) -> SimulationResult:
-    """Send `config.rows` generated rows; failures are counted, never raised."""
-    frame = generate(spec, config.rows, config.seed, config.drift)
+    """Send `rows` (default: `config.rows` traffic rows); failed requests are counted, never
+    raised (rows that cannot be made raise TrafficError before anything is sent)."""
+    frame = traffic_rows(spec, config.rows, config.seed, config.drift) if rows is None else rows
     base = f"{serve_url.rstrip('/')}/{spec.name}"
     total = SimulationResult()
     with httpx.Client(timeout=config.timeout_s, transport=transport) as client:

@@ -1,7 +1,8 @@
 """Deterministic data of each service, from the generator that lives beside its spec.
 
-Each service folder holds `generate.py` with `generate(rows, seed, drift) -> DataFrame`;
-drift knobs let monitoring and tests simulate a changing world.
+A service folder may hold `generate.py` with `generate(rows, seed, drift) -> DataFrame`;
+drift knobs let monitoring and tests simulate a changing world. Services without one bring
+a DVC-tracked snapshot instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ GENERATOR_FILE = "generate.py"
 Generator = Callable[[int, int, str], pd.DataFrame]
 
 
+def has_generator(spec: ServiceSpec) -> bool:
+    """Whether the service's folder has a `generate.py` (else its data is a DVC snapshot)."""
+    return (spec.folder / GENERATOR_FILE).is_file()
+
+
+def check_drift(drift: str) -> None:
+    if drift not in DRIFT_KINDS:
+        raise ValueError(f"unknown drift '{drift}' (choose from {', '.join(DRIFT_KINDS)})")
+
+
 def load_generator(spec: ServiceSpec) -> Generator:
     """The `generate` function of a service, imported from its folder."""
     path = spec.folder / GENERATOR_FILE
@@ -36,8 +47,7 @@ def load_generator(spec: ServiceSpec) -> Generator:
 
 def generate(spec: ServiceSpec, rows: int, seed: int, drift: Drift = "none") -> pd.DataFrame:
     """`rows` rows of features + target, identical for the same (rows, seed, drift)."""
-    if drift not in DRIFT_KINDS:
-        raise ValueError(f"unknown drift '{drift}' (choose from {', '.join(DRIFT_KINDS)})")
+    check_drift(drift)
     frame = load_generator(spec)(rows, seed, drift)
     expected = [*spec.feature_names, spec.target]
     if list(frame.columns) != expected:

@@ -15,7 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from services.settings import repo_root
-from services.spec import ServiceSpec, load_catalogue
+from services.spec import ServiceSpec, load_catalogue, load_spec, service_names
 
 IMPORT_PATH = "serving.app:build_app"
 REALTIME = "Realtime"
@@ -126,10 +126,15 @@ def versions(path: Path) -> dict[str, str | None]:
 
 
 def set_model_version(path: Path, service: str, version: str | None) -> str | None:
-    """Point every deployment of `service` at `version`; returns the version it replaced."""
+    """Point every deployment of `service` at `version`; returns the version it replaced.
+
+    A catalogue service the manifest has no application for yet gets the one its spec
+    implies (as `mlops render manifest` would add it), so a new service needs no extra step.
+    """
     if version is not None and not VERSION_PATTERN.match(str(version)):
         raise ManifestError(f"'{version}' is not a version number")
     doc = load(path)
+    _add_missing_application(doc, service)
     app = application(doc, service, str(path))
     previous = _deployment_version(app["deployments"][0])
     for deployment in app["deployments"]:
@@ -138,6 +143,12 @@ def set_model_version(path: Path, service: str, version: str | None) -> str | No
         )
     save(path, doc)
     return previous
+
+
+def _add_missing_application(doc: Any, service: str) -> None:
+    names = {app["name"] for app in doc["applications"]}
+    if service not in names and service in service_names():
+        doc["applications"].append(render_application(load_spec(service), None))
 
 
 def deployable(doc: Any) -> dict[str, Any]:

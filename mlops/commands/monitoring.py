@@ -132,24 +132,29 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--feedback", help="Also POST the true label of every row.")
         ] = False,
         batch_size: Annotated[int, typer.Option(min=1, max=1_000, help="Rows per request.")] = 20,
-        seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+        seed: Annotated[int, typer.Option(help="Generator (or sampling) seed.")] = 0,
         concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
     ) -> None:
-        """Send generated traffic to the serving endpoints over HTTP (real requests)."""
+        """Send traffic to the serving endpoints over HTTP (real requests): generated rows, or
+        rows sampled from the service's snapshot when it has no generator."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         from monitoring.simulate import SimulationConfig
         from monitoring.simulate import simulate as run_simulation
         from services.settings import get_settings
         from services.spec import load_spec
+        from services.traffic import traffic_rows
 
         spec = run_guarded(lambda: load_spec(service))
         url = get_settings().serve_url
+        frame = run_guarded(lambda: traffic_rows(spec, rows, seed, drift.value))
         config = SimulationConfig(rows, drift.value, feedback, batch_size, seed, concurrency)
         columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             task = progress.add_task(f"{service} -> {url}", total=rows)
-            result = run_simulation(spec, url, config, progress=lambda n: progress.advance(task, n))
+            result = run_simulation(
+                spec, url, config, progress=lambda n: progress.advance(task, n), rows=frame
+            )
         versions = ", ".join(f"v{v}: {n}" for v, n in sorted(result.versions.items())) or "none"
         console.print(
             f"{service}: sent {result.sent}, failed {result.failed}, "

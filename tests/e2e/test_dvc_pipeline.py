@@ -9,46 +9,20 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from mlflow import MlflowClient
 
-from benchmarks.bench_pipeline import UP_TO_DATE, pipeline_env
+from benchmarks.bench_pipeline import UP_TO_DATE
 from services.spec import SPEC_FILE, service_names
 from tests.conftest import copy_repo
+from tests.pipeline import Pipeline
 
 pytestmark = pytest.mark.e2e
 
 SERVICES = service_names()
-BIN = Path(sys.executable).parent
 STAGES = ("prepare", "train", "evaluate", "register")
-
-
-class Pipeline:
-    """A fresh repository copy and the commands the pipeline runs in it."""
-
-    def __init__(self, root: Path, tracking_uri: str, pycache: Path) -> None:
-        self.root = root
-        self.env = pipeline_env(root, tracking_uri, root / ".mlops", pycache)
-
-    def run(self, tool: str, *args: str) -> str:
-        result = subprocess.run(
-            [str(BIN / tool), *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, f"{tool} {' '.join(args)} failed:\n{output}"
-        return output
-
-    def registration(self, service: str) -> dict[str, str]:
-        return json.loads((self.root / f"models/{service}/registration.json").read_text())
 
 
 def stages_run(output: str) -> set[str]:

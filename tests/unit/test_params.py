@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from services.datagen import generate
 from services.layout import ServicePaths
@@ -18,7 +19,7 @@ from services.settings import PACKAGE_REPO
 from services.spec import SPEC_FILE, load_spec, service_names
 from training import data, evaluate, params, train
 from training.evaluate import plot_frames
-from training.params import load_params
+from training.params import ParamsError, load_params
 
 pytestmark = pytest.mark.unit
 
@@ -70,14 +71,68 @@ def test_every_service_has_a_params_entry_and_every_entry_a_service():
 def test_params_entries_validate(name):
     entry = load_params(name)
     assert entry.split.valid + entry.split.test < 0.5
+    assert entry.generate is not None  # the shipped services rebuild their default data
     assert entry.reference_rows <= entry.generate.rows
 
 
 def test_missing_params_entry_names_the_file_and_key(tmp_path, monkeypatch):
     (tmp_path / params.PARAMS_FILE).write_text("services: {}\n")
     monkeypatch.setenv("MLOPS_REPO_ROOT", str(tmp_path))
-    with pytest.raises(KeyError, match=r"params\.yaml: services\.fraud-detection is missing"):
+    with pytest.raises(ParamsError, match=r"params\.yaml: services\.fraud-detection is missing"):
         load_params("fraud-detection")
+
+
+def write_params(root: Path, entry: str) -> None:
+    (root / params.PARAMS_FILE).write_text(f"services:\n  svc:\n{entry}")
+
+
+def test_generate_is_only_needed_by_services_with_a_generator(tmp_path, monkeypatch):
+    write_params(tmp_path, "    split: {valid: 0.1, test: 0.1, seed: 1}\n    reference_rows: 100\n")
+    monkeypatch.setenv("MLOPS_REPO_ROOT", str(tmp_path))
+    assert load_params("svc").generate is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            "    split: {valid: 0.1, seed: 1}\n    reference_rows: 100\n",
+            "split.test: Field required",
+        ),
+        (
+            "    split: {valid: 0.1, test: 0.1, seed: 1}\n    reference_rows: 10\n",
+            "reference_rows: Input should be greater than or equal to 100",
+        ),
+        (
+            "    split: {valid: 0.1, test: 0.1, seed: 1}\n    reference_rows: 100\n    rows: 5\n",
+            "rows: Extra inputs are not permitted",
+        ),
+        ("    null\n", "Input should be a valid dictionary"),
+    ],
+)
+def test_an_invalid_entry_is_one_line_naming_file_service_and_field(
+    tmp_path, monkeypatch, entry, message
+):
+    write_params(tmp_path, entry)
+    monkeypatch.setenv("MLOPS_REPO_ROOT", str(tmp_path))
+    with pytest.raises(ParamsError) as caught:
+        load_params("svc")
+    text = str(caught.value)
+    assert text.startswith("params.yaml: services.svc") and message in text
+    assert "\n" not in text and "validation error" not in text
+
+
+def test_a_stage_reports_a_params_error_in_one_line(tmp_path, monkeypatch):
+    from mlops.cli import app
+
+    shutil.copytree(PACKAGE_REPO / "services" / "fraud-detection", tmp_path / "services" / "x")
+    spec = tmp_path / "services" / "x" / SPEC_FILE
+    spec.write_text(spec.read_text().replace("name: fraud-detection", "name: x"))
+    (tmp_path / params.PARAMS_FILE).write_text("services:\n  x:\n    reference_rows: 100\n")
+    monkeypatch.setenv("MLOPS_REPO_ROOT", str(tmp_path))
+    result = CliRunner().invoke(app, ["stage", "prepare", "x"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: params.yaml: services.x.split: Field required"
 
 
 # --- dvc.yaml structure -----------------------------------------------------------------------

@@ -10,9 +10,12 @@ import pyarrow as pa
 import pytest
 
 from services.inference_log import read_log, write_part
+from services.settings import PACKAGE_REPO
 from serving import k8s, manifest
 from serving.log_writer import InferenceLogWriter
 from serving.model_slot import LoadedModel, ModelSlot
+from tests.own_data import SERVICE as OWN
+from tests.own_data import add_service
 
 pytestmark = pytest.mark.unit
 
@@ -42,6 +45,24 @@ def test_set_model_version_edits_every_deployment_and_keeps_comments(manifest_co
     assert [a["name"] for a in deployable["applications"]] == [
         name for name, v in manifest.versions(manifest_copy).items() if v
     ]
+
+
+def test_set_model_version_adds_the_application_of_a_catalogue_service(tmp_path, monkeypatch):
+    """A service added to the catalogue is promoted with no `mlops render manifest` first."""
+    shutil.copytree(PACKAGE_REPO / "services", tmp_path / "services")
+    shutil.copy(PACKAGE_REPO / "params.yaml", tmp_path)
+    add_service(tmp_path, snapshot=False)
+    path = tmp_path / "production.yaml"
+    shutil.copy(manifest.manifest_path(), path)
+    monkeypatch.setenv("MLOPS_REPO_ROOT", str(tmp_path))
+    before = manifest.versions(path)
+    assert OWN not in before
+
+    assert manifest.set_model_version(path, OWN, "1") is None
+    assert manifest.versions(path) == before | {OWN: "1"}
+    assert manifest.drift_from_catalogue(path) == []  # the application its spec implies
+    with pytest.raises(manifest.ManifestError, match="no application for service 'nope'"):
+        manifest.set_model_version(path, "nope", "1")
 
 
 @pytest.mark.parametrize(

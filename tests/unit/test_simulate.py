@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -21,7 +22,11 @@ from typer.testing import CliRunner
 from monitoring.simulate import SimulationConfig, simulate
 from services.datagen import generate
 from services.schema import frame_to_records
+from services.settings import PACKAGE_REPO
 from services.spec import load_spec
+from services.traffic import traffic_rows
+from tests.own_data import SERVICE as OWN
+from tests.own_data import add_service
 
 pytestmark = pytest.mark.unit
 SERVICE = "fraud-detection"
@@ -58,8 +63,8 @@ def make_app(stub: Stub) -> Starlette:
 
     return Starlette(
         routes=[
-            Route(f"/{SERVICE}/predict", predict, methods=["POST"]),
-            Route(f"/{SERVICE}/feedback", feedback, methods=["POST"]),
+            Route("/{service:str}/predict", predict, methods=["POST"]),
+            Route("/{service:str}/feedback", feedback, methods=["POST"]),
         ]
     )
 
@@ -148,3 +153,49 @@ def test_cli_fails_when_nothing_gets_through(monkeypatch):
     result = CliRunner().invoke(app, ["simulate", "-s", SERVICE, "--rows", "5"])
     assert result.exit_code == 1
     assert "no request succeeded" in result.output
+
+
+@pytest.fixture
+def own_data(tmp_path, monkeypatch):
+    """A tree whose only service has no generator: its traffic comes from its snapshot."""
+    shutil.copy(PACKAGE_REPO / "params.yaml", tmp_path)
+    snapshot = add_service(tmp_path)
+    monkeypatch.setenv("MLOPS_REPO_ROOT", str(tmp_path))
+    return snapshot
+
+
+def test_a_service_without_a_generator_sends_rows_of_its_snapshot(stub, own_data):
+    spec = load_spec(OWN)
+    config = SimulationConfig(rows=30, batch_size=10, seed=2, feedback=True, concurrency=1)
+    result = simulate(spec, stub.url, config)
+    assert (result.sent, result.feedback_sent) == (30, 30)
+    expected = traffic_rows(spec, 30, 2)
+    sent = [r for body in stub.predict_bodies for r in body["records"]]
+    assert sent == frame_to_records(spec, expected[spec.feature_names])
+    assert [b["label"] for b in stub.feedback_bodies] == expected[spec.target].tolist()
+
+
+def test_cli_without_generator_or_snapshot_is_one_line(stub, own_data, monkeypatch):
+    from mlops.cli import app
+
+    own_data.unlink()
+    monkeypatch.setenv("MLOPS_SERVE_URL", stub.url)
+    result = CliRunner().invoke(app, ["simulate", "-s", OWN, "--rows", "5"])
+    assert result.exit_code == 1
+    error = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert error == [
+        f"error: data/{OWN}/snapshot.parquet: not found (services/{OWN} has no generate.py, "
+        "so its rows come from the snapshot): run `mlops data init` or `dvc pull` first"
+    ]
+    assert "Traceback" not in result.output and stub.predict_bodies == []
+
+
+def test_cli_drift_the_spec_cannot_show_is_one_line(stub, own_data, monkeypatch):
+    from mlops.cli import app
+
+    monkeypatch.setenv("MLOPS_SERVE_URL", stub.url)
+    args = ["simulate", "-s", OWN, "--rows", "5", "--drift", "new-categories"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert f"error: drift 'new-categories' needs a categorical feature and {OWN}" in result.output
+    assert stub.predict_bodies == []
