@@ -26,7 +26,7 @@ from services.gitutil import (
     uncommitted,
 )
 from serving import k8s
-from serving.manifest import ManifestError, manifest_path, versions
+from serving.manifest import ManifestError, manifest_path, set_model_version, versions
 
 log = logging.getLogger(__name__)
 MAIN = "main"
@@ -140,3 +140,12 @@ def deployed_version(service: str, ref: str = MAIN) -> str | None:
     path = manifest_path()
     with manifest_copy(committed_text(path, ref), path.name) as copy:
         return versions(copy).get(service)
+
+
+def commit_version(service: str, version: str | None, message: str) -> str | None:
+    """Record on the checked-out branch that the production manifest names `version` of
+    `service` (what a merged pull request does); nothing else changes."""
+    path = manifest_path()
+    return record(
+        GitTarget.of(path), path, lambda p: set_model_version(p, service, version), message
+    )

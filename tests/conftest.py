@@ -55,16 +55,9 @@ def copy_repo(destination: Path) -> Path:
 def name_on_main(service: str, version: str | None) -> None:
     """Make the manifest on main (a commit in the repository copy) name `version` of
     `service`, as a merged pull request does; the cluster and the aliases are left alone."""
-    from serving.gitops import GitTarget, record
-    from serving.manifest import manifest_path, set_model_version
+    from serving.gitops import commit_version
 
-    path = manifest_path()
-    record(
-        GitTarget.of(path),
-        path,
-        lambda p: set_model_version(p, service, version),
-        f"{service}: the manifest names v{version}",
-    )
+    commit_version(service, version, f"{service}: the manifest names v{version}")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ a restart or a code deploy does), until a version trained with the edit is promo
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from mlflow import MlflowClient
 from services.registry import PREVIOUS, PRODUCTION
 from services.settings import get_settings
 from services.spec import load_spec
-from serving.deploy import deploy
+from serving.deploy import applications, deploy
 from serving.manifest import manifest_path, sync_with_catalogue
 from serving.promote import promote
 from tests.load import predict_body
@@ -44,10 +45,14 @@ def with_new_category(body: dict[str, Any]) -> dict[str, Any]:
     return {"records": [first]}
 
 
-def rebuild_applications() -> None:
-    """Every application deleted and deployed again from the unchanged manifest."""
+def rebuild_applications(timeout_s: float = 120.0) -> None:
+    """Every application deleted (and gone) and deployed again from the unchanged manifest."""
     response = httpx.delete(f"{get_settings().dashboard_url}/api/serve/applications/", timeout=120)
     response.raise_for_status()
+    deadline = time.monotonic() + timeout_s
+    while applications() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not applications(), "the applications were not deleted"
     deploy(manifest_path())
 
 
