@@ -282,13 +282,10 @@ def protected_copy_of(origin: Path) -> Path:
 
 def break_booster(g: GitOps, version: str) -> None:
     """Overwrite the stored booster of `version`: it passes its gates but cannot be loaded."""
-    model_id = g.client.get_model_version(SERVICE, version).model_id
-    boosters = [
-        path
-        for path in (g.home / "mlflow" / "artifacts").rglob("model.ubj")
-        if model_id in path.parts
-    ]
-    assert len(boosters) == 1, boosters
+    uri = g.client.get_model_version_download_uri(SERVICE, version)  # mlflow-artifacts:/...
+    stored = g.home / "mlflow" / "artifacts" / uri.split(":", 1)[1].lstrip("/")
+    boosters = list(stored.rglob("model.ubj"))
+    assert len(boosters) == 1, (uri, boosters)
     boosters[0].write_bytes(b"not an XGBoost model")
 
 
