@@ -162,8 +162,8 @@ def write_log(rows: int, log_uri: str) -> float:
 def bench(rows: int, workdir: Path, tracking_uri: str | None) -> MonitorBench:
     """Set up the log (and a private MLflow unless `tracking_uri`), then measure the monitor."""
     from mlops import stack
+    from mlops.sandbox import free_port
     from services.settings import get_settings
-    from tests.conftest import free_port
 
     env = {
         "MLOPS_HOME": str(workdir / "home"),

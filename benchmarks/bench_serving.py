@@ -83,8 +83,8 @@ def server(command: list[str], health_url: str, env: dict[str, str]) -> Iterator
 
 def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[LoadResult]:
     """The same single-record payload against the three servers, at 1 and 16 connections."""
+    from mlops.sandbox import free_port
     from services.settings import get_settings
-    from tests.conftest import free_port
 
     def measure(name: str, url: str, payload: str) -> list[LoadResult]:
         run_wrk(name, url, payload, 16, WARMUP_S)  # steady state first: replicas scaled up
@@ -220,12 +220,12 @@ def promote_wall_time(repo: Path, env: dict[str, str]) -> tuple[str, float]:
 def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[str, Any]:
     from benchmarks import bench_monitor, bench_pipeline
     from mlops import stack
+    from mlops.sandbox import copy_repo, free_port
     from services.datagen import generate
     from services.schema import frame_to_records
     from services.settings import get_settings
     from services.spec import load_spec
     from serving.promote import promote
-    from tests.conftest import copy_repo, free_port
 
     repo = copy_repo(workdir / "repo")
     home = workdir / "home"

@@ -35,11 +35,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from mlops.sandbox import copy_repo
 from services.registry import PREVIOUS, PRODUCTION
 from services.settings import get_settings
 from services.spec import load_spec, service_names
 from serving.manifest import set_model_version
-from tests.conftest import copy_repo
 from tests.e2e.test_act_pr import ActLog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

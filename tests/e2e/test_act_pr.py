@@ -21,8 +21,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from mlops.sandbox import copy_repo, free_port
 from services.spec import service_names
-from tests.conftest import copy_repo, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

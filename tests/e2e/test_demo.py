@@ -9,10 +9,10 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from mlops.sandbox import copy_repo
 from monitoring.monitor import MonitorOptions, monitor_service
 from services.registry import PRODUCTION
 from services.settings import get_settings
-from tests.conftest import copy_repo
 
 pytestmark = pytest.mark.e2e
 SERVICE = "fraud-detection"

@@ -17,8 +17,8 @@ import yaml
 from mlflow import MlflowClient
 
 from benchmarks.bench_pipeline import UP_TO_DATE, pipeline_env
+from mlops.sandbox import copy_repo
 from services.spec import SPEC_FILE, service_names
-from tests.conftest import copy_repo
 
 pytestmark = pytest.mark.e2e
 

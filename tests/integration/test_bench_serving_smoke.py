@@ -10,10 +10,10 @@ import pytest
 
 from benchmarks.bench_serving import report, server
 from benchmarks.load import parse_wrk, run_wrk
+from mlops.sandbox import free_port
 from services.datagen import generate
 from services.schema import frame_to_records
 from services.spec import load_spec
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 

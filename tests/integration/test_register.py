@@ -16,10 +16,10 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from mlops.cli import app
+from mlops.sandbox import free_port
 from services.model import signature_from_spec
 from services.registry import REFERENCE_ARTIFACT, model_uri
 from services.spec import SPEC_FILE, load_spec
-from tests.conftest import free_port
 from training.params import load_params
 
 pytestmark = pytest.mark.integration
