@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -62,12 +63,12 @@ def serve_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
     apps = run_guarded(status)
     if as_json:
-        typer.echo(json.dumps([a.__dict__ for a in apps], indent=2, default=str))
+        typer.echo(json.dumps([asdict(a) for a in apps], indent=2, default=str))
         return
     table = Table("application", "status", "deployments (replicas)", "model version", "error")
     for app in apps:
         deployments = ", ".join(
-            f"{name}: {d['status']} {_replicas(d['replicas'])}"
+            f"{name}: {d.status} {_replicas(d.replicas)}".strip()
             for name, d in app.deployments.items()
         )
         version = app.health.get("model_version") or "-"
@@ -84,7 +85,8 @@ def serve_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     Console().print(table)
 
 
-def _replicas(states: dict[str, Any]) -> str:
+def _replicas(states: dict[str, int]) -> str:
+    """`(running=2)`: live replicas by state, as Ray counts them."""
     return "(" + ", ".join(f"{k.lower()}={v}" for k, v in states.items()) + ")" if states else ""
 
 

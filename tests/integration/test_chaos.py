@@ -9,8 +9,6 @@ import math
 import os
 import signal
 import time
-from pathlib import Path
-from typing import Any
 
 import fsspec
 import httpx
@@ -21,51 +19,25 @@ from services.inference_log import Kind, kind_root, read_log
 from services.registry import RegistryUnavailable
 from services.settings import get_settings
 from serving.deploy import app_health, deploy
-from serving.manifest import HEALTH_CHECK_PERIOD_S, REALTIME, load, manifest_path, save
+from serving.manifest import HEALTH_CHECK_PERIOD_S, manifest_path
 from serving.promote import PromotionError, promote
 from tests.figures import record_figure
-from tests.load import Background, Load, predict_body, realtime_replicas, served_state
+from tests.load import (
+    Background,
+    Load,
+    deploy_with_replicas,
+    predict_body,
+    realtime_replicas,
+    restore_manifest,
+    served_state,
+    wait_for_replicas,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 SERVICE = "fraud-detection"
 RATE = 100.0  # requests per second, one record each
 RECOVERY_TARGET_S = 15.0
 MAX_FAILURE_SHARE = 0.01
-
-
-def wait_for_replicas(
-    count: int | None, timeout_s: float, gone: frozenset[str] = frozenset()
-) -> float:
-    """Seconds until none of the replicas is in `gone` and (unless `count` is None) `count`
-    replicas are all RUNNING; raises TimeoutError after `timeout_s`."""
-    started = time.monotonic()
-    replicas: list[dict[str, Any]] = []
-    while time.monotonic() - started < timeout_s:
-        replicas = realtime_replicas(SERVICE)
-        ids = {r["replica_id"] for r in replicas}
-        running = all(r["state"] == "RUNNING" for r in replicas) and len(replicas) == count
-        if not ids & gone and (count is None or running):
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise TimeoutError(f"{count} {REALTIME} replicas without {set(gone)} not reached: {replicas}")
-
-
-def deploy_with_replicas(directory: Path, count: int) -> None:
-    """Deploy a copy of the manifest whose Realtime deployment has exactly `count` replicas."""
-    doc = load(manifest_path())
-    app = next(a for a in doc["applications"] if a["name"] == SERVICE)
-    realtime = next(d for d in app["deployments"] if d["name"] == REALTIME)
-    realtime["autoscaling_config"].update(min_replicas=count, max_replicas=count)
-    path = directory / "replicas.yaml"
-    save(path, doc)
-    deploy(path)
-    wait_for_replicas(count, 120)
-
-
-def restore_manifest(directory: Path) -> None:
-    """Back to one replica (a graceful removal), then the manifest as committed."""
-    deploy_with_replicas(directory, 1)
-    deploy(manifest_path())
 
 
 def test_promotion_and_revert_under_constant_load(served, second_version):
@@ -103,22 +75,22 @@ def test_promotion_and_revert_under_constant_load(served, second_version):
 def test_killed_replica_recovers_under_load(served, tmp_path):
     item = "Realtime replica killed (SIGKILL) under constant load"
     try:
-        deploy_with_replicas(tmp_path, 2)
+        deploy_with_replicas(SERVICE, tmp_path, 2)
         victim = realtime_replicas(SERVICE)[0]
-        gone = frozenset({victim["replica_id"]})
+        gone = frozenset({victim.replica_id})
         with Load(SERVICE, predict_body(SERVICE), rate=RATE, max_s=60) as load:
             time.sleep(3)
-            os.kill(int(victim["pid"]), signal.SIGKILL)
+            os.kill(victim.pid, signal.SIGKILL)
             killed_at = time.monotonic()
             try:
-                noticed_s = wait_for_replicas(None, 30, gone=gone)
-                recovery_s = noticed_s + wait_for_replicas(2, 30, gone=gone)
+                noticed_s = wait_for_replicas(SERVICE, None, 30, gone=gone)
+                recovery_s = noticed_s + wait_for_replicas(SERVICE, 2, 30, gone=gone)
             except TimeoutError:
                 noticed_s = recovery_s = float("inf")
             time.sleep(3)
         failed_after = [t - killed_at for t, version in load.outcomes if version is None]
     finally:
-        restore_manifest(tmp_path)
+        restore_manifest(SERVICE, tmp_path)
     share = load.failure_share
     record_figure(item, "requests in the window", load.sent, ">= 1,000", load.sent >= 1_000)
     record_figure(item, "failed requests", len(load.failures), "-", True)
@@ -239,16 +211,16 @@ def logged_ids(kind: Kind, wanted: list[str], timeout_s: float = 20.0) -> list[s
 def test_scale_down_loses_no_inference_log_rows(served, tmp_path):
     item = "Inference log across a scale-down (2 -> 1 Realtime replicas)"
     try:
-        deploy_with_replicas(tmp_path, 2)
-        before = {r["replica_id"] for r in realtime_replicas(SERVICE)}
+        deploy_with_replicas(SERVICE, tmp_path, 2)
+        before = {r.replica_id for r in realtime_replicas(SERVICE)}
         with (
             Load(SERVICE, predict_body(SERVICE), rate=RATE, max_s=60) as load,
             FeedbackSender(load) as feedback,
         ):
             time.sleep(4)
-            deploy_with_replicas(tmp_path, 1)  # one replica removed gracefully under load
+            deploy_with_replicas(SERVICE, tmp_path, 1)  # one replica removed gracefully under load
             time.sleep(2)
-        removed = before - {r["replica_id"] for r in realtime_replicas(SERVICE)}
+        removed = before - {r.replica_id for r in realtime_replicas(SERVICE)}
     finally:
         deploy(manifest_path())
     served_ids = list(load.request_ids)

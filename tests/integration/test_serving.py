@@ -236,7 +236,7 @@ def test_every_served_prediction_and_feedback_reaches_the_log(client, served):
 def test_realtime_replicas_run_at_full_priority_without_access_lines(client, served):
     """Two serving defaults that keep the tail short (serving/k8s.py, serving/manifest.py)."""
     replicas = realtime_replicas("fraud-detection")
-    assert replicas and all(psutil.Process(int(r["pid"])).nice() == 0 for r in replicas)
+    assert replicas and all(r.pid and psutil.Process(r.pid).nice() == 0 for r in replicas)
     # Ray writes access lines in buffers of 1,000 (throughput mode): 2,000 would show, even
     # spread over two replicas
     body = {"records": records("fraud-detection", 1)}
