@@ -32,6 +32,7 @@ import httpx
 import pandas as pd
 
 from benchmarks.load import LoadResult, run_wrk
+from serving.protocol import DF_RECORDS, RECORDS
 
 log = logging.getLogger(__name__)
 SERVICE = "fraud-detection"
@@ -112,7 +113,7 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[Lo
         str(WORKERS),
     ]
     with server(mlflow_cmd, f"http://127.0.0.1:{mlflow_port}/ping", {}):
-        payload = json.dumps({"dataframe_records": json.loads(body)["records"]})
+        payload = json.dumps({DF_RECORDS: json.loads(body)[RECORDS]})
         results += measure(
             "mlflow models serve", f"http://127.0.0.1:{mlflow_port}/invocations", payload
         )
@@ -248,7 +249,7 @@ def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[st
         version, results["promote_s"] = promote_wall_time(repo, dict(env))
         spec = load_spec(SERVICE)
         body = json.dumps(
-            {"records": frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])}
+            {RECORDS: frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])}
         )
         log.info("real-time load")
         results["realtime"] = [

@@ -19,13 +19,23 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
+from services.inference_log import (
+    ENDPOINT,
+    FEEDBACK_KIND,
+    MODEL_VERSION,
+    PREDICTIONS_KIND,
+    REQUEST_ID,
+    SERVICE,
+    TIMESTAMP,
+)
 from services.settings import get_settings
 from services.spec import ServiceSpec, load_spec
 from serving.api import RequestError, ServiceApi, new_request_ids, now
 from serving.auth import ApiKeyAuth
 from serving.log_writer import InferenceLogWriter
-from serving.manifest import BATCH, REALTIME
+from serving.manifest import BATCH, MODEL_VERSION_KEY, REALTIME
 from serving.model_slot import LoadedModel, ModelSlot
+from serving.protocol import PREDICTIONS
 
 log = logging.getLogger(__name__)
 # Dynamic batching: requests already queued are scored together, none waits for company
@@ -78,12 +88,12 @@ class _Replica:
         settings = get_settings()
         writer = f"{endpoint}-{_replica_id()}"
         self.predictions_log = InferenceLogWriter(
-            settings.inference_log_uri, spec.name, "predictions", writer
+            settings.inference_log_uri, spec.name, PREDICTIONS_KIND, writer
         )
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """The manifest's `user_config`: swap to its `model_version` in place."""
-        await self.slot.switch_to(config.get("model_version"))
+        await self.slot.switch_to(config.get(MODEL_VERSION_KEY))
 
     def model(self) -> LoadedModel:
         if self.slot.current is None:
@@ -102,10 +112,10 @@ class _Replica:
     ) -> None:
         """Append served rows (features + request id + prediction) to the inference log."""
         meta = {
-            "timestamp": now(),
-            "service": self.spec.name,
-            "model_version": version,
-            "endpoint": endpoint,
+            TIMESTAMP: now(),
+            SERVICE: self.spec.name,
+            MODEL_VERSION: version,
+            ENDPOINT: endpoint,
         }
         self.predictions_log.append_rows(
             [
@@ -145,7 +155,10 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
             self.batch_api = ServiceApi(spec, spec.serving.max_batch_rows)
             self.auth = ApiKeyAuth.from_env()  # MLOPS_API_KEY; off when unset
             self.feedback_log = InferenceLogWriter(
-                get_settings().inference_log_uri, service, "feedback", f"feedback-{_replica_id()}"
+                get_settings().inference_log_uri,
+                service,
+                FEEDBACK_KIND,
+                f"feedback-{_replica_id()}",
             )
 
         @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
@@ -171,7 +184,7 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
             version, raw = await self._score(records)
             predictions = self.api.predictions(raw, new_request_ids(len(records)))
             self.log_records(records, predictions, version, endpoint)
-            return {"model_version": version, "predictions": predictions}
+            return {MODEL_VERSION: version, PREDICTIONS: predictions}
 
         @api.post(
             "/predict",
@@ -192,9 +205,9 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
                 result = await self._respond(records, "invocations")
                 return _json(
                     {
-                        "predictions": [
-                            {k: v for k, v in p.items() if k != "request_id"}
-                            for p in result["predictions"]
+                        PREDICTIONS: [
+                            {k: v for k, v in p.items() if k != REQUEST_ID}
+                            for p in result[PREDICTIONS]
                         ]
                     }
                 )
@@ -218,8 +231,8 @@ def realtime_deployment(spec: ServiceSpec) -> Any:
                 item = self.api.parse_feedback(await self._read(request))
             except RequestError as exc:
                 return _error(exc)
-            self.feedback_log.append_rows([{**item, "timestamp": now(), "service": spec.name}])
-            return _json({"accepted": True, "request_id": item["request_id"]}, 202)
+            self.feedback_log.append_rows([{**item, TIMESTAMP: now(), SERVICE: spec.name}])
+            return _json({"accepted": True, REQUEST_ID: item[REQUEST_ID]}, 202)
 
         @api.get("/openapi.json", include_in_schema=False)
         async def openapi_json(self) -> Response:
@@ -266,16 +279,18 @@ class Batch(_Replica):
         columns = self.api.prediction_columns(raw)
         self.predictions_log.append_frame(
             frame.assign(
-                request_id=ids,
-                timestamp=now(),
-                service=self.spec.name,
-                model_version=loaded.version,
-                endpoint="batch",
+                **{
+                    REQUEST_ID: ids,
+                    TIMESTAMP: now(),
+                    SERVICE: self.spec.name,
+                    MODEL_VERSION: loaded.version,
+                    ENDPOINT: "batch",
+                },
                 **columns,
             )
         )
         predictions = self.api.predictions(raw, ids)
-        return 200, _encode({"model_version": loaded.version, "predictions": predictions})
+        return 200, _encode({MODEL_VERSION: loaded.version, PREDICTIONS: predictions})
 
     def __del__(self) -> None:
         self.predictions_log.close()

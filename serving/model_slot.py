@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import mlflow.pyfunc
 
+from services.inference_log import MODEL_VERSION
 from services.model import ServiceModel
 from services.registry import model_uri
 from services.settings import get_settings
@@ -70,7 +71,7 @@ class ModelSlot:
     def health(self) -> dict[str, object]:
         return {
             "service": self.service,
-            "model_version": self.current.version if self.current else None,
+            MODEL_VERSION: self.current.version if self.current else None,
             "desired_version": self.desired,
             "ready": self.ready and self.error is None,
             "error": self.error,

@@ -59,6 +59,7 @@ def promote_command(
 @serve_app.command("status")
 def serve_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Applications, deployments, replicas and the model version each serves."""
+    from services.inference_log import MODEL_VERSION
     from serving.deploy import status
 
     apps = run_guarded(status)
@@ -71,7 +72,7 @@ def serve_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
             f"{name}: {d.status} {_replicas(d.replicas)}".strip()
             for name, d in app.deployments.items()
         )
-        version = app.health.get("model_version") or "-"
+        version = app.health.get(MODEL_VERSION) or "-"
         desired = app.health.get("desired_version")
         if desired and desired != version:
             version = f"{version} (wants {desired})"
@@ -93,6 +94,7 @@ def _replicas(states: dict[str, int]) -> str:
 @serve_app.command("smoke")
 def serve_smoke(manifest: ManifestOption = None) -> None:
     """Every deployed application is healthy and serves the manifest's version."""
+    from services.inference_log import MODEL_VERSION
     from serving.deploy import app_health
     from serving.manifest import versions
 
@@ -101,7 +103,7 @@ def serve_smoke(manifest: ManifestOption = None) -> None:
         if version is None:
             continue
         health = app_health(service)
-        ok = health.get("ready") and health.get("model_version") == version
+        ok = health.get("ready") and health.get(MODEL_VERSION) == version
         console.print(f"{service}: {'ok' if ok else 'FAILED'} {json.dumps(health)}")
         if not ok:
             failures.append(service)

@@ -83,3 +83,10 @@ def test_the_benchmark_import_check_sees_imports_inside_functions():
     source = "def run():\n    from tests.conftest import free_port\n    import tests.load\n"
     assert imports_of_tests(source) == {"tests.conftest", "tests.load"}
     assert not imports_of_tests("from mlops.sandbox import free_port\nimport testsuite\n")
+
+
+@pytest.mark.parametrize("path", ["services/registry_keys.py", "serving/protocol.py"])
+def test_contract_names_load_without_heavy_imports(path):
+    """Quick commands and HTTP clients read these names: MLflow or Ray must not come along."""
+    imported = imported_modules((PACKAGE_REPO / path).read_text())
+    assert {m.split(".")[0] for m in imported} <= {"__future__", "collections"}
