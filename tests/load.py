@@ -13,18 +13,20 @@ import httpx
 from ray.serve.schema import ReplicaDetails, ReplicaState
 
 from services.datagen import generate
+from services.inference_log import MODEL_VERSION, REQUEST_ID
 from services.registry import PRODUCTION, aliased_number, connect
 from services.schema import frame_to_records
 from services.settings import get_settings
 from services.spec import load_spec
 from serving.deploy import app_health, applications, deploy
 from serving.manifest import REALTIME, load, manifest_path, save
+from serving.protocol import PREDICTIONS, RECORDS
 
 
 def predict_body(service: str, rows: int = 1, seed: int = 3) -> dict[str, Any]:
     """A valid `/predict` body of `rows` generated records."""
     spec = load_spec(service)
-    return {"records": frame_to_records(spec, generate(spec, rows, seed)[spec.feature_names])}
+    return {RECORDS: frame_to_records(spec, generate(spec, rows, seed)[spec.feature_names])}
 
 
 def served_state(service: str) -> tuple[str, str | None, str]:
@@ -32,7 +34,7 @@ def served_state(service: str) -> tuple[str, str | None, str]:
     return (
         manifest_path().read_text(),
         aliased_number(connect(), service, PRODUCTION),
-        str(app_health(service)["model_version"]),
+        str(app_health(service)[MODEL_VERSION]),
     )
 
 
@@ -143,9 +145,9 @@ class Load(Background):
             response = http.post(url, json=self.body)
             if response.status_code == 200:
                 answer = response.json()
-                version = answer["model_version"]
+                version = answer[MODEL_VERSION]
                 self.versions[version] += 1
-                self.request_ids.extend(p["request_id"] for p in answer["predictions"])
+                self.request_ids.extend(p[REQUEST_ID] for p in answer[PREDICTIONS])
             else:
                 self.failures.append(response.status_code)
         except httpx.HTTPError as exc:

@@ -15,7 +15,16 @@ import httpx
 import pytest
 
 from mlops import stack
-from services.inference_log import Kind, kind_root, read_log
+from services.inference_log import (
+    FEEDBACK_KIND,
+    LABEL,
+    MODEL_VERSION,
+    PREDICTIONS_KIND,
+    REQUEST_ID,
+    Kind,
+    kind_root,
+    read_log,
+)
 from services.registry import RegistryUnavailable
 from services.settings import get_settings
 from serving.deploy import app_health, deploy
@@ -156,7 +165,7 @@ def test_mlflow_stopped_changes_nothing_for_traffic_and_promotion_fails_cleanly(
     assert load.failures == [], load.failures[:10]
     assert set(load.versions) == {before[2]}
     assert settings.tracking_uri in message and "not reachable" in message, message
-    assert health_during["ready"] and health_during["model_version"] == before[2]
+    assert health_during["ready"] and health_during[MODEL_VERSION] == before[2]
     assert manifest_during == before[0]
     assert served_state(SERVICE) == before
 
@@ -180,7 +189,7 @@ class FeedbackSender(Background):
                 rid = self.load.request_ids[sent]
                 sent += 1
                 try:
-                    response = http.post(url, json={"request_id": rid, "label": sent % 2})
+                    response = http.post(url, json={REQUEST_ID: rid, LABEL: sent % 2})
                     if response.status_code == 202:
                         self.accepted.append(rid)
                     else:
@@ -200,8 +209,8 @@ def logged_ids(kind: Kind, wanted: list[str], timeout_s: float = 20.0) -> list[s
     deadline, found = time.monotonic() + timeout_s, []
     uri, wanted_set = get_settings().inference_log_uri, set(wanted)
     while time.monotonic() < deadline:
-        frame = read_log(uri, SERVICE, kind, columns=["request_id"])
-        found = [rid for rid in frame["request_id"] if rid in wanted_set]
+        frame = read_log(uri, SERVICE, kind, columns=[REQUEST_ID])
+        found = [rid for rid in frame[REQUEST_ID] if rid in wanted_set]
         if set(found) == wanted_set:
             return found
         time.sleep(1.0)
@@ -224,8 +233,8 @@ def test_scale_down_loses_no_inference_log_rows(served, tmp_path):
     finally:
         deploy(manifest_path())
     served_ids = list(load.request_ids)
-    predictions = logged_ids("predictions", served_ids)
-    labels = logged_ids("feedback", feedback.accepted)
+    predictions = logged_ids(PREDICTIONS_KIND, served_ids)
+    labels = logged_ids(FEEDBACK_KIND, feedback.accepted)
     lost = len(set(served_ids) - set(predictions))
     record_figure(item, "predictions served", len(served_ids), ">= 500", len(served_ids) >= 500)
     record_figure(item, "failed requests", len(load.failures), "0", not load.failures)
@@ -243,7 +252,7 @@ def test_scale_down_loses_no_inference_log_rows(served, tmp_path):
         "equal",
         sorted(labels) == sorted(feedback.accepted),
     )
-    parts = writers("predictions")
+    parts = writers(PREDICTIONS_KIND)
     from_removed = any(name.startswith(f"predict-{rid}-") for rid in removed for name in parts)
     record_figure(
         item,

@@ -26,6 +26,7 @@ from ray.serve.schema import (
 from typer.testing import CliRunner
 
 from mlops.cli import app
+from services.inference_log import MODEL_VERSION
 from serving import deploy
 from serving.manifest import BATCH, REALTIME
 
@@ -113,7 +114,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
             body = answers.pop(0) if len(answers) > 1 else answers[0]
             return httpx.Response(200, json=body, request=request)
         if url == f"{SERVE}/{SERVICE}/health":
-            health = {"service": SERVICE, "model_version": "3", "ready": True, "error": None}
+            health = {"service": SERVICE, MODEL_VERSION: "3", "ready": True, "error": None}
             return httpx.Response(200, json=health, request=request)
         raise httpx.ConnectError(f"nothing listens at {url}", request=request)
 
@@ -149,7 +150,7 @@ def test_serve_status_shows_the_replica_count_of_each_deployment(cluster):
     (entry,) = json.loads(shown.stdout)
     assert entry["deployments"][REALTIME]["replicas"] == {"RUNNING": 2}
     assert entry["deployments"][BATCH]["replicas"] == {}
-    assert entry["health"]["model_version"] == "3"
+    assert entry["health"][MODEL_VERSION] == "3"
 
 
 def test_wait_until_running_waits_for_healthy_deployments(cluster, monkeypatch):
