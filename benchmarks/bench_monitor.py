@@ -174,10 +174,14 @@ def write_log(rows: int, log_uri: str) -> float:
 def bench(rows: int, workdir: Path, tracking_uri: str | None) -> MonitorBench:
     """Set up the log (and a private MLflow unless `tracking_uri`), then measure the monitor."""
     from mlops import stack
-    from mlops.sandbox import free_port
+    from mlops.sandbox import copy_repo, free_port
+    from services.registry import PRODUCTION, aliased_number, connect
     from services.settings import get_settings
+    from serving.gitops import commit_version
 
     env = {
+        # the monitor measures what the manifest on main names: a copy whose main names it
+        "MLOPS_REPO_ROOT": str(copy_repo(workdir / "repo")),
         "MLOPS_HOME": str(workdir / "home"),
         "MLOPS_INFERENCE_LOG_URI": str(workdir / "inference-log"),
         "MLFLOW_TRACKING_URI": tracking_uri or f"http://127.0.0.1:{free_port()}",
@@ -192,6 +196,8 @@ def bench(rows: int, workdir: Path, tracking_uri: str | None) -> MonitorBench:
             started = True  # stopped in `finally` even when it never became healthy
             stack.mlflow_up(settings, timeout_s=300)
             _train_and_promote(workdir)
+        version = aliased_number(connect(), SERVICE, PRODUCTION)
+        commit_version(SERVICE, version, f"Release {SERVICE} v{version}")
         log.info("logged %d rows in %.1f s", rows, write_log(rows, env["MLOPS_INFERENCE_LOG_URI"]))
         return measure(rows, env)
     finally:
