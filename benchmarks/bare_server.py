@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from services.encoding import FeatureEncoder
 from services.spec import load_spec
+from serving.protocol import PREDICTIONS, RECORDS
 
 SPEC = load_spec(os.environ.get("MLOPS_BENCH_SERVICE", "fraud-detection"))
 ENCODER = FeatureEncoder(SPEC)
@@ -25,9 +26,9 @@ BOOSTER.set_param({"nthread": 1})
 
 
 async def predict(request: Request) -> Response:
-    records = json.loads(await request.body())["records"]
+    records = json.loads(await request.body())[RECORDS]
     raw = BOOSTER.inplace_predict(ENCODER.encode_records(records))
-    return Response(json.dumps({"predictions": raw.tolist()}), media_type="application/json")
+    return Response(json.dumps({PREDICTIONS: raw.tolist()}), media_type="application/json")
 
 
 app = Starlette(routes=[Route("/predict", predict, methods=["POST"])])

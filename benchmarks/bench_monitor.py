@@ -76,10 +76,11 @@ def _warm_up() -> None:
     """Evidently imports most of its modules on the first report: run a tiny one first."""
     from monitoring.drift import measure_drift
     from services.datagen import generate
+    from services.inference_log import PROBABILITY
     from services.spec import load_spec
 
     spec = load_spec(SERVICE)
-    sample = generate(spec, 200, seed=0).assign(probability=0.5)
+    sample = generate(spec, 200, seed=0).assign(**{PROBABILITY: 0.5})
     measure_drift(spec, sample, sample)
 
 
@@ -104,7 +105,14 @@ def _train_and_promote(tmp: Path) -> None:
     from services.datagen import generate
     from services.encoding import FeatureEncoder
     from services.model import ServiceModel, prediction_frame, signature_from_spec
-    from services.registry import PRODUCTION, REFERENCE_ARTIFACT, connect
+    from services.registry import PRODUCTION, connect
+    from services.registry_keys import (
+        BOOSTER_ARTIFACT,
+        MODEL_ARTIFACT,
+        REFERENCE_ARTIFACT,
+        SPEC_ARTIFACT,
+        metric_tag,
+    )
     from services.spec import SPEC_FILE, load_spec
 
     spec = load_spec(SERVICE)
@@ -122,20 +130,24 @@ def _train_and_promote(tmp: Path) -> None:
     booster.save_model(tmp / "model.ubj")
     reference = data.sample(5_000, random_state=0).reset_index(drop=True)
     outputs = prediction_frame(spec, booster.inplace_predict(encoder.encode_frame(reference)))
-    reference.join(outputs).to_parquet(tmp / "reference.parquet")
+    reference_path = tmp / Path(REFERENCE_ARTIFACT).name
+    reference.join(outputs).to_parquet(reference_path)
     mlflow.set_experiment(SERVICE)
     with mlflow.start_run(run_name="bench-monitor"):
-        mlflow.log_artifact(str(tmp / "reference.parquet"), str(Path(REFERENCE_ARTIFACT).parent))
+        mlflow.log_artifact(str(reference_path), str(Path(REFERENCE_ARTIFACT).parent))
         info = mlflow.pyfunc.log_model(
-            name="model",
+            name=MODEL_ARTIFACT,
             python_model=ServiceModel(),
-            artifacts={"booster": str(tmp / "model.ubj"), "spec": str(spec.folder / SPEC_FILE)},
+            artifacts={
+                BOOSTER_ARTIFACT: str(tmp / "model.ubj"),
+                SPEC_ARTIFACT: str(spec.folder / SPEC_FILE),
+            },
             signature=signature_from_spec(spec),
             pip_requirements=["mlflow", "xgboost"],
             registered_model_name=SERVICE,
         )
     version = str(info.registered_model_version)
-    client.set_model_version_tag(SERVICE, version, f"metric.{spec.evaluation.metric}", "0.9")
+    client.set_model_version_tag(SERVICE, version, metric_tag(spec.evaluation.metric), "0.9")
     client.set_registered_model_alias(SERVICE, PRODUCTION, version)
     mark_promoted(client, SERVICE, version)
 
@@ -162,10 +174,14 @@ def write_log(rows: int, log_uri: str) -> float:
 def bench(rows: int, workdir: Path, tracking_uri: str | None) -> MonitorBench:
     """Set up the log (and a private MLflow unless `tracking_uri`), then measure the monitor."""
     from mlops import stack
+    from mlops.sandbox import copy_repo, free_port
+    from services.registry import PRODUCTION, aliased_number, connect
     from services.settings import get_settings
-    from tests.conftest import free_port
+    from serving.gitops import commit_version
 
     env = {
+        # the monitor measures what the manifest on main names: a copy whose main names it
+        "MLOPS_REPO_ROOT": str(copy_repo(workdir / "repo")),
         "MLOPS_HOME": str(workdir / "home"),
         "MLOPS_INFERENCE_LOG_URI": str(workdir / "inference-log"),
         "MLFLOW_TRACKING_URI": tracking_uri or f"http://127.0.0.1:{free_port()}",
@@ -180,6 +196,8 @@ def bench(rows: int, workdir: Path, tracking_uri: str | None) -> MonitorBench:
             started = True  # stopped in `finally` even when it never became healthy
             stack.mlflow_up(settings, timeout_s=300)
             _train_and_promote(workdir)
+        version = aliased_number(connect(), SERVICE, PRODUCTION)
+        commit_version(SERVICE, version, f"Release {SERVICE} v{version}")
         log.info("logged %d rows in %.1f s", rows, write_log(rows, env["MLOPS_INFERENCE_LOG_URI"]))
         return measure(rows, env)
     finally:

@@ -116,8 +116,8 @@ def bench(workdir: Path, bytecode_cache: bool = True) -> PipelineTimings:
     compiles once); False leaves it to the environment.
     """
     from mlops import stack
+    from mlops.sandbox import copy_repo, free_port
     from services.settings import get_settings
-    from tests.conftest import copy_repo, free_port
 
     repo = copy_repo(workdir / "repo")
     home = workdir / "home"

@@ -32,6 +32,7 @@ import httpx
 import pandas as pd
 
 from benchmarks.load import LoadResult, run_wrk
+from serving.protocol import DF_RECORDS, RECORDS
 
 log = logging.getLogger(__name__)
 SERVICE = "fraud-detection"
@@ -83,8 +84,8 @@ def server(command: list[str], health_url: str, env: dict[str, str]) -> Iterator
 
 def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[LoadResult]:
     """The same single-record payload against the three servers, at 1 and 16 connections."""
+    from mlops.sandbox import free_port
     from services.settings import get_settings
-    from tests.conftest import free_port
 
     def measure(name: str, url: str, payload: str) -> list[LoadResult]:
         run_wrk(name, url, payload, 16, WARMUP_S)  # steady state first: replicas scaled up
@@ -112,7 +113,7 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[Lo
         str(WORKERS),
     ]
     with server(mlflow_cmd, f"http://127.0.0.1:{mlflow_port}/ping", {}):
-        payload = json.dumps({"dataframe_records": json.loads(body)["records"]})
+        payload = json.dumps({DF_RECORDS: json.loads(body)[RECORDS]})
         results += measure(
             "mlflow models serve", f"http://127.0.0.1:{mlflow_port}/invocations", payload
         )
@@ -220,12 +221,12 @@ def promote_wall_time(repo: Path, env: dict[str, str]) -> tuple[str, float]:
 def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[str, Any]:
     from benchmarks import bench_monitor, bench_pipeline
     from mlops import stack
+    from mlops.sandbox import copy_repo, free_port
     from services.datagen import generate
     from services.schema import frame_to_records
     from services.settings import get_settings
     from services.spec import load_spec
     from serving.promote import promote
-    from tests.conftest import copy_repo, free_port
 
     repo = copy_repo(workdir / "repo")
     home = workdir / "home"
@@ -248,7 +249,7 @@ def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[st
         version, results["promote_s"] = promote_wall_time(repo, dict(env))
         spec = load_spec(SERVICE)
         body = json.dumps(
-            {"records": frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])}
+            {RECORDS: frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])}
         )
         log.info("real-time load")
         results["realtime"] = [

@@ -19,7 +19,9 @@ from rich.table import Table
 
 from mlops.console import console, expected_errors, message, run_guarded
 from services.datagen import DRIFT_KINDS
+from services.registry_keys import DVC_DATA_MD5_TAG, GIT_COMMIT_TAG
 from services.spec import load_spec, service_names
+from serving.protocol import RECORDS
 
 app = typer.Typer(
     help="MLOps GitOps platform: train, promote, serve and monitor ML services.",
@@ -131,7 +133,7 @@ def sample(
 
     spec = run_guarded(lambda: load_spec(service))
     frame = run_guarded(lambda: traffic_rows(spec, rows, seed, drift.value))[spec.feature_names]
-    typer.echo(json.dumps({"records": frame_to_records(spec, frame)}))
+    typer.echo(json.dumps({RECORDS: frame_to_records(spec, frame)}))
 
 
 def _stage(name: str, action: Callable[[Any], Any], service: str) -> None:
@@ -190,8 +192,8 @@ def versions(
             r["version"],
             ",".join(r["aliases"]),
             f"{r['metric']}={r['value']}",
-            r["git_commit"][:8],
-            r["dvc_data_md5"][:8],
+            r[GIT_COMMIT_TAG][:8],
+            r[DVC_DATA_MD5_TAG][:8],
         )
     Console().print(table)
 

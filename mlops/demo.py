@@ -22,6 +22,7 @@ from rich.table import Table
 
 from services.settings import get_settings, repo_root, tool
 from services.spec import load_catalogue
+from serving.protocol import RECORDS
 
 console = Console()
 DRIFTED_SERVICE = "fraud-detection"
@@ -69,7 +70,7 @@ def show_requests() -> None:
 
     base = get_settings().serve_url
     for name, spec in load_catalogue().items():
-        body = {"records": frame_to_records(spec, traffic_rows(spec, 2, 7)[spec.feature_names])}
+        body = {RECORDS: frame_to_records(spec, traffic_rows(spec, 2, 7)[spec.feature_names])}
         response = httpx.post(f"{base}/{name}/predict", json=body, timeout=30)
         console.print(f"POST {base}/{name}/predict -> {response.status_code}")
         console.print_json(response.text)

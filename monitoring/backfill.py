@@ -15,7 +15,17 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from services.datagen import Drift
-from services.inference_log import write_part
+from services.inference_log import (
+    ENDPOINT,
+    FEEDBACK_KIND,
+    LABEL,
+    MODEL_VERSION,
+    PREDICTIONS_KIND,
+    REQUEST_ID,
+    SERVICE,
+    TIMESTAMP,
+    write_part,
+)
 from services.spec import ServiceSpec
 from services.traffic import traffic_rows
 
@@ -49,24 +59,24 @@ def log_traffic(
     ids = [uuid.uuid4().hex for _ in range(rows)]
     meta = pd.DataFrame(
         {
-            "request_id": ids,
-            "timestamp": stamp,
-            "service": spec.name,
-            "model_version": str(model_version),
-            "endpoint": endpoint,
+            REQUEST_ID: ids,
+            TIMESTAMP: stamp,
+            SERVICE: spec.name,
+            MODEL_VERSION: str(model_version),
+            ENDPOINT: endpoint,
         }
     )
     frame = pd.concat([meta, features.reset_index(drop=True), outputs], axis=1)
-    part = write_part(uri, spec.name, "predictions", frame, writer="backfill")
+    part = write_part(uri, spec.name, PREDICTIONS_KIND, frame, writer="backfill")
     feedback_part = None
     if feedback:
         labels = pd.DataFrame(
             {
-                "request_id": ids,
-                "timestamp": stamp,
-                "service": spec.name,
-                "label": data[spec.target].astype(float).to_numpy(),
+                REQUEST_ID: ids,
+                TIMESTAMP: stamp,
+                SERVICE: spec.name,
+                LABEL: data[spec.target].astype(float).to_numpy(),
             }
         )
-        feedback_part = write_part(uri, spec.name, "feedback", labels, writer="backfill")
+        feedback_part = write_part(uri, spec.name, FEEDBACK_KIND, labels, writer="backfill")
     return Backfill(rows, part, feedback_part)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from services.inference_log import PREDICTION, PROBABILITY
 from services.spec import ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class DriftResult:
 
 def prediction_column(spec: ServiceSpec, *frames: pd.DataFrame) -> str | None:
     """The model output compared with the reference: the probability for binary services."""
-    preferred = ["probability", "prediction"] if spec.task == "binary" else ["prediction"]
+    preferred = [PROBABILITY, PREDICTION] if spec.task == "binary" else [PREDICTION]
     for column in preferred:
         if all(column in frame.columns for frame in frames):
             return column

@@ -15,14 +15,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from services.registry import (
-    PREVIOUS,
-    PRODUCTION,
-    PROMOTED_AT_TAG,
-    REFERENCE_ARTIFACT,
-    aliased_number,
-    aliased_version,
-)
+from services.registry import PREVIOUS, PRODUCTION, aliased_number, aliased_version
+from services.registry_keys import METRIC_TAG_PREFIX, PROMOTED_AT_TAG, REFERENCE_ARTIFACT
 from serving.gitops import deployed_version
 
 log = logging.getLogger(__name__)
@@ -55,9 +49,9 @@ class Production:
 def _metrics(version: ModelVersion) -> dict[str, float]:
     out = {}
     for key, value in (version.tags or {}).items():
-        if key.startswith("metric."):
+        if key.startswith(METRIC_TAG_PREFIX):
             try:
-                out[key.removeprefix("metric.")] = float(value)
+                out[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
             except ValueError:
                 log.warning("tag %s=%r of version %s is not a number", key, value, version.version)
     return out

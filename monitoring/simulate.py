@@ -19,9 +19,11 @@ import httpx
 import pandas as pd
 
 from services.datagen import Drift
+from services.inference_log import LABEL, MODEL_VERSION, REQUEST_ID
 from services.schema import frame_to_records
 from services.spec import ServiceSpec
 from services.traffic import traffic_rows
+from serving.protocol import PREDICTIONS, RECORDS
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]  # called with the number of rows just handled
@@ -73,10 +75,10 @@ def _send_batch(
     result = SimulationResult()
     records = frame_to_records(spec, batch[spec.feature_names])
     try:
-        response = client.post(f"{base}/predict", json={"records": records})
+        response = client.post(f"{base}/predict", json={RECORDS: records})
         response.raise_for_status()
         body: dict[str, Any] = response.json()
-        predictions = body["predictions"]
+        predictions = body[PREDICTIONS]
         if len(predictions) != len(records):
             raise ValueError(f"{len(predictions)} predictions for {len(records)} records")
     except (httpx.HTTPError, ValueError, KeyError) as exc:
@@ -84,10 +86,10 @@ def _send_batch(
         result.errors[_error(exc)] += 1
         return result
     result.sent += len(batch)
-    result.versions[str(body.get("model_version"))] += len(batch)
+    result.versions[str(body.get(MODEL_VERSION))] += len(batch)
     if feedback:
         for prediction, label in zip(predictions, batch[spec.target].tolist(), strict=True):
-            _send_feedback(client, base, prediction["request_id"], label, result)
+            _send_feedback(client, base, prediction[REQUEST_ID], label, result)
     return result
 
 
@@ -96,7 +98,7 @@ def _send_feedback(
 ) -> None:
     value = label.item() if hasattr(label, "item") else label
     try:
-        response = client.post(f"{base}/feedback", json={"request_id": request_id, "label": value})
+        response = client.post(f"{base}/feedback", json={REQUEST_ID: request_id, LABEL: value})
         response.raise_for_status()
         result.feedback_sent += 1
     except httpx.HTTPError as exc:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from services.inference_log import LABEL
 from services.schema import validate_features
 from services.spec import ServiceSpec
 
@@ -28,7 +29,7 @@ class SnapshotStats:
         return self.previous_rows + self.added_rows
 
 
-def labelled_rows(spec: ServiceSpec, labelled: pd.DataFrame, label: str = "label") -> pd.DataFrame:
+def labelled_rows(spec: ServiceSpec, labelled: pd.DataFrame, label: str = LABEL) -> pd.DataFrame:
     """Production rows as training rows: the spec's features + the label as the target."""
     frame = labelled[spec.feature_names].copy()
     frame[spec.target] = pd.to_numeric(labelled[label], errors="coerce").to_numpy()

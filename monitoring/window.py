@@ -9,11 +9,18 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from services.inference_log import read_log
+from services.inference_log import (
+    FEEDBACK_KIND,
+    LABEL,
+    MODEL_VERSION,
+    PREDICTIONS_KIND,
+    REQUEST_ID,
+    TIMESTAMP,
+    read_log,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_SINCE = "24h"
-LABEL = "label"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -53,10 +60,10 @@ class Window:
 
 def _read(uri: str, service: str, kind: str, since: datetime) -> pd.DataFrame:
     frame = read_log(uri, service, kind, since=since)  # type: ignore[arg-type]
-    if frame.empty or "timestamp" not in frame:
+    if frame.empty or TIMESTAMP not in frame:
         return frame
-    stamps = pd.to_datetime(frame["timestamp"], utc=True)
-    return frame.assign(timestamp=stamps)[stamps >= pd.Timestamp(since)]
+    stamps = pd.to_datetime(frame[TIMESTAMP], utc=True)
+    return frame.assign(**{TIMESTAMP: stamps})[stamps >= pd.Timestamp(since)]
 
 
 def _read_log(uri: str, service: str, kind: str, since: datetime) -> pd.DataFrame:
@@ -65,19 +72,19 @@ def _read_log(uri: str, service: str, kind: str, since: datetime) -> pd.DataFram
         return _read(uri, service, kind, since)
     except TypeError:  # naive timestamps in the log: compare as naive UTC
         frame = read_log(uri, service, kind, since=since.replace(tzinfo=None))  # type: ignore[arg-type]
-        return frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True))
+        return frame.assign(**{TIMESTAMP: pd.to_datetime(frame[TIMESTAMP], utc=True)})
 
 
 def load_window(uri: str, service: str, since: datetime, model_version: str) -> Window:
     """Predictions of `model_version` since `since`, joined with the latest label per request."""
-    predictions = _read_log(uri, service, "predictions", since)
-    feedback = _read_log(uri, service, "feedback", since)
+    predictions = _read_log(uri, service, PREDICTIONS_KIND, since)
+    feedback = _read_log(uri, service, FEEDBACK_KIND, since)
     if predictions.empty:
         return Window(since, predictions.assign(**{LABEL: pd.Series(dtype=float)}), 0)
-    predictions = predictions.drop_duplicates("request_id", keep="last")
+    predictions = predictions.drop_duplicates(REQUEST_ID, keep="last")
     other = 0
-    if "model_version" in predictions and predictions["model_version"].notna().any():
-        served = predictions["model_version"].astype(str) == str(model_version)
+    if MODEL_VERSION in predictions and predictions[MODEL_VERSION].notna().any():
+        served = predictions[MODEL_VERSION].astype(str) == str(model_version)
         other = int((~served).sum())
         if other:
             log.warning(
@@ -89,12 +96,12 @@ def load_window(uri: str, service: str, since: datetime, model_version: str) -> 
             )
         predictions = predictions[served]
     labels = _latest_labels(feedback)
-    frame = predictions.merge(labels, on="request_id", how="left")
+    frame = predictions.merge(labels, on=REQUEST_ID, how="left")
     return Window(since, frame.reset_index(drop=True), other)
 
 
 def _latest_labels(feedback: pd.DataFrame) -> pd.DataFrame:
     if feedback.empty or LABEL not in feedback:
-        return pd.DataFrame({"request_id": pd.Series(dtype=str), LABEL: pd.Series(dtype=float)})
-    latest = feedback.sort_values("timestamp").drop_duplicates("request_id", keep="last")
-    return latest[["request_id", LABEL]]
+        return pd.DataFrame({REQUEST_ID: pd.Series(dtype=str), LABEL: pd.Series(dtype=float)})
+    latest = feedback.sort_values(TIMESTAMP).drop_duplicates(REQUEST_ID, keep="last")
+    return latest[[REQUEST_ID, LABEL]]

@@ -7,6 +7,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from services.registry import connect
+from services.registry_keys import DVC_DATA_MD5_TAG, GIT_COMMIT_TAG, metric_tag
 from services.spec import load_spec
 
 
@@ -26,9 +27,9 @@ def registered_versions(services: list[str]) -> list[dict[str, Any]]:
                     "version": str(v.version),
                     "aliases": sorted(a for a, n in aliases.items() if n == str(v.version)),
                     "metric": metric,
-                    "value": v.tags.get(f"metric.{metric}", "?"),
-                    "git_commit": v.tags.get("git_commit", "?"),
-                    "dvc_data_md5": v.tags.get("dvc_data_md5", "?"),
+                    "value": v.tags.get(metric_tag(metric), "?"),
+                    GIT_COMMIT_TAG: v.tags.get(GIT_COMMIT_TAG, "?"),
+                    DVC_DATA_MD5_TAG: v.tags.get(DVC_DATA_MD5_TAG, "?"),
                 }
             )
     return rows

@@ -3,7 +3,9 @@
 Layout (one file per flush, never rewritten, so writers need no coordination):
     <uri>/<service>/predictions/date=YYYY-MM-DD/<writer>-<seq>.parquet
     <uri>/<service>/feedback/date=YYYY-MM-DD/<writer>-<seq>.parquet
-Serving writes it (buffered, off the request path); monitoring reads it.
+Serving writes it (buffered, off the request path); monitoring reads it. The column names
+below are the stored format: parts already written keep them, so they change only with a
+migration of the log.
 """
 
 from __future__ import annotations
@@ -18,8 +20,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 Kind = Literal["predictions", "feedback"]
-PREDICTION_COLUMNS = ("request_id", "timestamp", "service", "model_version", "endpoint")
-FEEDBACK_COLUMNS = ("request_id", "timestamp", "service", "label")
+#: Log of every served row: its features, the columns of PREDICTION_COLUMNS and the outputs.
+PREDICTIONS_KIND: Kind = "predictions"
+#: Log of every label sent to /feedback: the columns of FEEDBACK_COLUMNS.
+FEEDBACK_KIND: Kind = "feedback"
+
+#: Column: the id of one served row (`<request uuid>-<row>`), the key feedback joins on.
+REQUEST_ID = "request_id"
+#: Column: when the row was served or the label received (UTC); parts are partitioned by its day.
+TIMESTAMP = "timestamp"
+#: Column: the service (registered model name) that served the row.
+SERVICE = "service"
+#: Column: the registered version that served the row.
+MODEL_VERSION = "model_version"
+#: Column: the endpoint that served the row (predict, invocations, batch).
+ENDPOINT = "endpoint"
+#: Column: the model output, a class (binary) or a value (regression).
+PREDICTION = "prediction"
+#: Column: the probability of the positive class (binary services only).
+PROBABILITY = "probability"
+#: Column: the true target sent to /feedback.
+LABEL = "label"
+
+PREDICTION_COLUMNS = (REQUEST_ID, TIMESTAMP, SERVICE, MODEL_VERSION, ENDPOINT)
+FEEDBACK_COLUMNS = (REQUEST_ID, TIMESTAMP, SERVICE, LABEL)
 
 
 def kind_root(uri: str, service: str, kind: Kind) -> str:
@@ -42,7 +66,7 @@ def write_part(
 ) -> str:
     """Write one immutable Parquet part; returns its URI. `rows` need a `timestamp` column."""
     table = to_arrow(rows)
-    day = pd.Timestamp(table.column("timestamp")[0].as_py()).strftime("%Y-%m-%d")
+    day = pd.Timestamp(table.column(TIMESTAMP)[0].as_py()).strftime("%Y-%m-%d")
     name = f"{writer}-{datetime.now(UTC):%H%M%S%f}-{uuid.uuid4().hex[:6]}.parquet"
     path = f"{kind_root(uri, service, kind)}/date={day}/{name}"
     fs, fs_path = fsspec.core.url_to_fs(path)
@@ -71,5 +95,5 @@ def read_log(
     parts = [pq.read_table(f, columns=columns, filesystem=fs) for f in files]
     frame = concat_parts(parts).to_pandas()  # one conversion to pandas
     if since is not None:
-        frame = frame[frame["timestamp"] >= pd.Timestamp(since)]
+        frame = frame[frame[TIMESTAMP] >= pd.Timestamp(since)]
     return frame.reset_index(drop=True)

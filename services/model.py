@@ -16,12 +16,11 @@ import xgboost as xgb
 import yaml
 
 from services.encoding import FeatureEncoder
+from services.inference_log import PREDICTION, PROBABILITY
 from services.registry import model_uri
+from services.registry_keys import BOOSTER_ARTIFACT, SPEC_ARTIFACT
 from services.settings import get_settings
 from services.spec import ServiceSpec, parse_spec
-
-BOOSTER_ARTIFACT = "booster"
-SPEC_ARTIFACT = "spec"
 
 
 class ServiceModel(mlflow.pyfunc.PythonModel):
@@ -66,8 +65,8 @@ def prediction_frame(spec: ServiceSpec, raw: np.ndarray) -> pd.DataFrame:
     """Model output as columns: `prediction` (class or value) and, for binary, `probability`."""
     if spec.task == "binary":
         label = (raw >= spec.evaluation.decision_threshold).astype(int)
-        return pd.DataFrame({"prediction": label, "probability": raw.astype(float)})
-    return pd.DataFrame({"prediction": raw.astype(float)})
+        return pd.DataFrame({PREDICTION: label, PROBABILITY: raw.astype(float)})
+    return pd.DataFrame({PREDICTION: raw.astype(float)})
 
 
 _SIGNATURE_TYPES = {
@@ -96,7 +95,7 @@ def signature_from_spec(spec: ServiceSpec) -> Any:
             for f in spec.features
         ]
     )
-    outputs = [ColSpec("long" if spec.task == "binary" else "double", "prediction")]
+    outputs = [ColSpec("long" if spec.task == "binary" else "double", PREDICTION)]
     if spec.task == "binary":
-        outputs.append(ColSpec("double", "probability"))
+        outputs.append(ColSpec("double", PROBABILITY))
     return ModelSignature(inputs=inputs, outputs=Schema(outputs))

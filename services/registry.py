@@ -14,8 +14,6 @@ from services.settings import get_settings
 
 PRODUCTION = "production"
 PREVIOUS = "previous"
-REFERENCE_ARTIFACT = "reference/reference.parquet"  # run-relative, logged with every model
-PROMOTED_AT_TAG = "promoted_at"  # model-version tag: when the production alias was set (ISO UTC)
 
 
 class RegistryUnavailable(RuntimeError):

@@ -24,9 +24,21 @@ from pydantic import (
     create_model,
 )
 
+from services.inference_log import LABEL, PREDICTION, PROBABILITY, REQUEST_ID
 from services.model import prediction_frame
 from services.schema import MAX_EXACT_INTEGER, record_model, validate_features
 from services.spec import ServiceSpec
+from serving.protocol import (
+    DF_RECORDS,
+    DF_SPLIT,
+    INPUTS,
+    INSTANCES,
+    RECORDS,
+    SPLIT_COLUMNS,
+    SPLIT_DATA,
+    SUPPORTED_FORMATS,
+    quoted,
+)
 
 BYTES_PER_ROW = 1_024  # generous upper bound of one JSON record; bodies above rows x this are 413
 MAX_ERRORS = 20
@@ -90,7 +102,7 @@ class ServiceApi:
         self.request_model = create_model(
             f"{self.record.__name__.removesuffix('Record')}Request",
             __config__=ConfigDict(extra="forbid", strict=True),
-            records=records,
+            **{RECORDS: records},
         )
         self._records_adapter = TypeAdapter(list[self.record])  # type: ignore[name-defined]
 
@@ -98,7 +110,7 @@ class ServiceApi:
         """OpenAPI `requestBody` of `{"records": [...]}` (inlined: the route reads raw bytes)."""
         schema = self.request_model.model_json_schema()
         record = schema.pop("$defs")[self.record.__name__]
-        schema["properties"]["records"]["items"] = record
+        schema["properties"][RECORDS]["items"] = record
         return {
             "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
         }
@@ -116,10 +128,10 @@ class ServiceApi:
             request = self.request_model.model_validate_json(body)
         except ValidationError as exc:
             raise from_validation(exc, self.max_rows) from None
-        return [r.__dict__ for r in request.records]
+        return [r.__dict__ for r in getattr(request, RECORDS)]
 
     def parse_invocations(self, body: bytes) -> list[dict[str, Any]]:
-        """MLflow scoring protocol: dataframe_split, dataframe_records or inputs."""
+        """MLflow scoring protocol: dataframe_split, dataframe_records, inputs or instances."""
         self.check_size(None, body)
         try:  # pydantic's parser: bounded nesting depth, no RecursionError, faster than json
             payload = pydantic_core.from_json(body)
@@ -127,9 +139,7 @@ class ServiceApi:
             raise RequestError(400, f"body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict) or len(payload) != 1:
             raise RequestError(
-                422,
-                "body must have exactly one of the keys "
-                "'dataframe_split', 'dataframe_records', 'inputs'",
+                422, f"body must have exactly one of the keys {quoted(SUPPORTED_FORMATS)}"
             )
         ((key, value),) = payload.items()
         records = _mlflow_records(key, value)
@@ -202,15 +212,15 @@ class ServiceApi:
             label = float(item.label)
         except OverflowError:
             raise RequestError(
-                422, "label: number too large", [{"loc": ["label"], "msg": "number too large"}]
+                422, f"{LABEL}: number too large", [{"loc": [LABEL], "msg": "number too large"}]
             ) from None
         if self.spec.task == "binary" and label not in (0.0, 1.0):
             raise RequestError(
                 422,
-                "label: must be 0 or 1 for a binary service",
-                [{"loc": ["label"], "msg": "must be 0 or 1"}],
+                f"{LABEL}: must be 0 or 1 for a binary service",
+                [{"loc": [LABEL], "msg": "must be 0 or 1"}],
             )
-        return {"request_id": item.request_id, "label": label}
+        return {REQUEST_ID: item.request_id, LABEL: label}
 
     # --- responses -------------------------------------------------------------------------
 
@@ -219,11 +229,11 @@ class ServiceApi:
         if self.spec.task == "binary":
             labels = (raw >= self.spec.evaluation.decision_threshold).astype(np.int64).tolist()
             return [
-                {"request_id": rid, "prediction": label, "probability": p}
+                {REQUEST_ID: rid, PREDICTION: label, PROBABILITY: p}
                 for rid, label, p in zip(request_ids, labels, raw.tolist(), strict=True)
             ]
         return [
-            {"request_id": rid, "prediction": float(p)}
+            {REQUEST_ID: rid, PREDICTION: float(p)}
             for rid, p in zip(request_ids, raw.tolist(), strict=True)
         ]
 
@@ -313,13 +323,15 @@ def now() -> datetime:
 
 
 def _mlflow_records(key: str, value: Any) -> list[Any]:
-    if key == "dataframe_records":
+    if key == DF_RECORDS:
         if isinstance(value, list):
             return value
-        raise RequestError(422, "dataframe_records: must be a list of records")
-    if key == "dataframe_split":
+        raise RequestError(422, f"{DF_RECORDS}: must be a list of records")
+    if key == DF_SPLIT:
         columns, data = (
-            (value.get("columns"), value.get("data")) if isinstance(value, dict) else 2 * (None,)
+            (value.get(SPLIT_COLUMNS), value.get(SPLIT_DATA))
+            if isinstance(value, dict)
+            else 2 * (None,)
         )
         if (
             isinstance(columns, list)
@@ -330,9 +342,10 @@ def _mlflow_records(key: str, value: Any) -> list[Any]:
         ):
             return [dict(zip(columns, row, strict=True)) for row in data]
         raise RequestError(
-            422, "dataframe_split: needs 'columns' (names) and 'data' rows of equal length"
+            422,
+            f"{DF_SPLIT}: needs '{SPLIT_COLUMNS}' (names) and '{SPLIT_DATA}' rows of equal length",
         )
-    if key == "inputs":
+    if key in (INPUTS, INSTANCES):
         if isinstance(value, list):
             return value
         if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
@@ -342,8 +355,6 @@ def _mlflow_records(key: str, value: Any) -> list[Any]:
                     dict(zip(value, row, strict=True)) for row in zip(*value.values(), strict=True)
                 ]
         raise RequestError(
-            422, "inputs: must be a list of records or a mapping of equal-length columns"
+            422, f"{key}: must be a list of records or a mapping of equal-length columns"
         )
-    raise RequestError(
-        422, f"unsupported key '{key}': use 'dataframe_split', 'dataframe_records' or 'inputs'"
-    )
+    raise RequestError(422, f"unsupported key '{key}': use {quoted(SUPPORTED_FORMATS)}")

@@ -23,12 +23,22 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
+from services.inference_log import (
+    ENDPOINT,
+    FEEDBACK_KIND,
+    MODEL_VERSION,
+    PREDICTIONS_KIND,
+    REQUEST_ID,
+    SERVICE,
+    TIMESTAMP,
+)
 from services.settings import get_settings
 from serving.api import RequestError, check_size, new_request_ids, now
 from serving.auth import ApiKeyAuth
 from serving.log_writer import InferenceLogWriter
-from serving.manifest import BATCH, REALTIME
+from serving.manifest import BATCH, MODEL_VERSION_KEY, REALTIME
 from serving.model_slot import LoadedModel, ModelSlot
+from serving.protocol import PREDICTIONS
 
 log = logging.getLogger(__name__)
 # Dynamic batching: requests already queued are scored together, none waits for company
@@ -84,12 +94,12 @@ class _Replica:
         settings = get_settings()
         writer = f"{endpoint}-{_replica_id()}"
         self.predictions_log = InferenceLogWriter(
-            settings.inference_log_uri, service, "predictions", writer
+            settings.inference_log_uri, service, PREDICTIONS_KIND, writer
         )
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """The manifest's `user_config`: swap to its `model_version` in place."""
-        await self.slot.switch_to(config.get("model_version"))
+        await self.slot.switch_to(config.get(MODEL_VERSION_KEY))
 
     def served(self) -> LoadedModel:
         """The version that answers now (its model and its spec's request rules)."""
@@ -109,10 +119,10 @@ class _Replica:
     ) -> None:
         """Append served rows (features + request id + prediction) to the inference log."""
         meta = {
-            "timestamp": now(),
-            "service": self.service,
-            "model_version": version,
-            "endpoint": endpoint,
+            TIMESTAMP: now(),
+            SERVICE: self.service,
+            MODEL_VERSION: version,
+            ENDPOINT: endpoint,
         }
         self.predictions_log.append_rows(
             [
@@ -157,7 +167,7 @@ def realtime_deployment(args: AppArgs) -> Any:
             self.feedback_log = InferenceLogWriter(
                 get_settings().inference_log_uri,
                 self.service,
-                "feedback",
+                FEEDBACK_KIND,
                 f"feedback-{_replica_id()}",
             )
 
@@ -197,7 +207,7 @@ def realtime_deployment(args: AppArgs) -> Any:
             raw = await self._score(served, records)
             predictions = served.api.predictions(raw, new_request_ids(len(records)))
             self.log_records(records, predictions, served.version, endpoint)
-            return {"model_version": served.version, "predictions": predictions}
+            return {MODEL_VERSION: served.version, PREDICTIONS: predictions}
 
         @api.post(
             "/predict",
@@ -221,9 +231,9 @@ def realtime_deployment(args: AppArgs) -> Any:
                 result = await self._respond(served, records, "invocations")
                 return _json(
                     {
-                        "predictions": [
-                            {k: v for k, v in p.items() if k != "request_id"}
-                            for p in result["predictions"]
+                        PREDICTIONS: [
+                            {k: v for k, v in p.items() if k != REQUEST_ID}
+                            for p in result[PREDICTIONS]
                         ]
                     }
                 )
@@ -249,8 +259,8 @@ def realtime_deployment(args: AppArgs) -> Any:
                 item = served.api.parse_feedback(await self._read(request))
             except RequestError as exc:
                 return _error(exc)
-            self.feedback_log.append_rows([{**item, "timestamp": now(), "service": self.service}])
-            return _json({"accepted": True, "request_id": item["request_id"]}, 202)
+            self.feedback_log.append_rows([{**item, TIMESTAMP: now(), SERVICE: self.service}])
+            return _json({"accepted": True, REQUEST_ID: item[REQUEST_ID]}, 202)
 
         @api.get("/openapi.json", include_in_schema=False)
         async def openapi_json(self) -> Response:
@@ -301,16 +311,18 @@ class Batch(_Replica):
         columns = served.api.prediction_columns(raw)
         self.predictions_log.append_frame(
             frame.assign(
-                request_id=ids,
-                timestamp=now(),
-                service=self.service,
-                model_version=served.version,
-                endpoint="batch",
+                **{
+                    REQUEST_ID: ids,
+                    TIMESTAMP: now(),
+                    SERVICE: self.service,
+                    MODEL_VERSION: served.version,
+                    ENDPOINT: "batch",
+                },
                 **columns,
             )
         )
         predictions = served.api.predictions(raw, ids)
-        return 200, _encode({"model_version": served.version, "predictions": predictions})
+        return 200, _encode({MODEL_VERSION: served.version, PREDICTIONS: predictions})
 
     def __del__(self) -> None:
         self.predictions_log.close()

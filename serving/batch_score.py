@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from services.inference_log import MODEL_VERSION
 from services.registry import PRODUCTION, aliased_number, connect
 from services.schema import validate_features
 from services.spec import load_spec
@@ -37,7 +38,7 @@ class Scorer:
         model = self.loaded.model
         outputs = model.predict(None, features)
         return pd.concat([batch.reset_index(drop=True), outputs], axis=1).assign(
-            model_version=self.loaded.version
+            **{MODEL_VERSION: self.loaded.version}
         )
 
 

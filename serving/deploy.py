@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import ValidationError
 
 from services.settings import get_settings
 from serving.manifest import deployable, load
+
+if TYPE_CHECKING:  # Ray's schema module imports Ray: read at run time, inside functions
+    from ray.serve.schema import ApplicationDetails, DeploymentDetails
 
 RUNTIME_ENV_VARS = (
     "MLFLOW_TRACKING_URI",
@@ -20,24 +25,55 @@ RUNTIME_ENV_VARS = (
     "MLOPS_INFERENCE_LOG_URI",
     "MLOPS_API_KEY",
 )
-TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
 
 
 class DeployError(RuntimeError):
     """The cluster could not be brought to the manifest's state."""
 
 
+@dataclass(frozen=True)
+class DeploymentState:
+    """A deployment as Ray reports it, with its live replicas counted by state."""
+
+    status: str  # ray.serve.schema.DeploymentStatus: HEALTHY, UPDATING, UPSCALING...
+    message: str
+    replicas: dict[str, int]  # ray.serve.schema.ReplicaState -> count, e.g. {"RUNNING": 2}
+    target_replicas: int
+
+    @classmethod
+    def of(cls, details: DeploymentDetails) -> DeploymentState:
+        counts = Counter(replica.state.value for replica in details.replicas)
+        return cls(
+            details.status.value,
+            details.message,
+            dict(sorted(counts.items())),
+            details.target_num_replicas,
+        )
+
+
 @dataclass
 class AppStatus:
     name: str
-    status: str
+    status: str  # ray.serve.schema.ApplicationStatus: RUNNING, DEPLOYING, DEPLOY_FAILED...
     message: str
-    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployments: dict[str, DeploymentState] = field(default_factory=dict)
     health: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, details: ApplicationDetails, health: dict[str, Any] | None = None) -> AppStatus:
+        deployments = {name: DeploymentState.of(d) for name, d in details.deployments.items()}
+        return cls(details.name, details.status.value, details.message, deployments, health or {})
 
 
 def _api(path: str = "") -> str:
     return f"{get_settings().dashboard_url}/api/serve/applications/{path}"
+
+
+def _unreachable(exc: httpx.HTTPError) -> DeployError:
+    return DeployError(
+        f"Ray dashboard {get_settings().dashboard_url} is not reachable "
+        f"({exc}); start it with `mlops stack up` or set RAY_ADDRESS"
+    )
 
 
 def runtime_env_vars() -> dict[str, str]:
@@ -60,36 +96,53 @@ def deploy(path: Path, timeout_s: float = 240.0) -> list[AppStatus]:
     try:
         response = httpx.put(_api(), json=config, timeout=60)
     except httpx.HTTPError as exc:
-        raise DeployError(
-            f"Ray dashboard {get_settings().dashboard_url} is not reachable "
-            f"({exc}); start it with `mlops stack up` or set RAY_ADDRESS"
-        ) from None
+        raise _unreachable(exc) from None
     if response.status_code >= 400:
         raise DeployError(f"Ray rejected the manifest {path}: {response.text[-800:]}")
     return wait_until_running([a["name"] for a in config["applications"]], timeout_s)
 
 
-def applications() -> dict[str, Any]:
-    response = httpx.get(_api(), timeout=30)
-    response.raise_for_status()
-    return dict(response.json().get("applications") or {})
+def applications() -> dict[str, ApplicationDetails]:
+    """Ray's answer to GET /api/serve/applications/, parsed with its published schema."""
+    from ray.serve.schema import ServeInstanceDetails
+
+    try:
+        response = httpx.get(_api(), timeout=30)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise _unreachable(exc) from None
+    try:
+        return ServeInstanceDetails.model_validate(response.json()).applications
+    except ValidationError as exc:
+        raise DeployError(
+            f"the Ray dashboard {get_settings().dashboard_url} answered outside the schema of "
+            f"this environment's Ray (another Ray version on the cluster?): {exc}"
+        ) from None
+
+
+def _running(app: ApplicationDetails) -> bool:
+    from ray.serve.schema import ApplicationStatus, DeploymentStatus
+
+    return app.status == ApplicationStatus.RUNNING and all(
+        d.status == DeploymentStatus.HEALTHY for d in app.deployments.values()
+    )
 
 
 def wait_until_running(names: list[str], timeout_s: float) -> list[AppStatus]:
+    from ray.serve.schema import ApplicationStatus
+
+    failures = (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY)
     deadline = time.monotonic() + timeout_s
     while True:
-        current = status(with_health=False)
-        by_name = {app.name: app for app in current}
-        failed = [a for a in current if a.status in TERMINAL_FAILURES]
+        current = applications()
+        failed = [a for a in current.values() if a.status in failures]
         if failed:
-            raise DeployError("; ".join(f"{a.name}: {a.status} {a.message}" for a in failed))
-        running = all(by_name.get(n) and by_name[n].status == "RUNNING" for n in names) and all(
-            d["status"] == "HEALTHY" for n in names for d in by_name[n].deployments.values()
-        )
-        if running and set(by_name) <= set(names):  # and removed applications are gone
-            return current
+            raise DeployError("; ".join(f"{a.name}: {a.status.value} {a.message}" for a in failed))
+        running = all(n in current and _running(current[n]) for n in names)
+        if running and set(current) <= set(names):  # and removed applications are gone
+            return [AppStatus.of(app) for _, app in sorted(current.items())]
         if time.monotonic() > deadline:
-            states = {n: by_name[n].status if n in by_name else "missing" for n in names}
+            states = {n: current[n].status.value if n in current else "missing" for n in names}
             raise DeployError(f"applications not running after {timeout_s:.0f}s: {states}")
         time.sleep(1.0)
 
@@ -105,23 +158,7 @@ def app_health(name: str, timeout_s: float = 5.0) -> dict[str, Any]:
 
 def status(with_health: bool = True) -> list[AppStatus]:
     """Applications, their deployments' status and replicas, and (optionally) health."""
-    result = []
-    for name, app in sorted(applications().items()):
-        deployments = {
-            dep_name: {
-                "status": dep.get("status"),
-                "message": dep.get("message", ""),
-                "replicas": dep.get("replica_states", {}),
-            }
-            for dep_name, dep in (app.get("deployments") or {}).items()
-        }
-        result.append(
-            AppStatus(
-                name,
-                app.get("status", "?"),
-                app.get("message", ""),
-                deployments,
-                app_health(name) if with_health else {},
-            )
-        )
-    return result
+    return [
+        AppStatus.of(app, app_health(name) if with_health else None)
+        for name, app in sorted(applications().items())
+    ]

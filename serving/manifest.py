@@ -21,6 +21,8 @@ IMPORT_PATH = "serving.app:build_app"
 REALTIME = "Realtime"
 BATCH = "Batch"
 DEPLOYMENTS = (REALTIME, BATCH)
+#: `user_config` key of every deployment: the registered version it serves (None: none yet).
+MODEL_VERSION_KEY = "model_version"
 VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
 # The controller finds a dead replica at its next health check: Ray's default 10 s period
 # alone would use most of a 15 s recovery budget (docs/RELIABILITY.md).
@@ -108,7 +110,7 @@ def validate(doc: Any, source: str) -> None:
 
 
 def _deployment_version(deployment: dict[str, Any]) -> str | None:
-    value = (deployment.get("user_config") or {}).get("model_version")
+    value = (deployment.get("user_config") or {}).get(MODEL_VERSION_KEY)
     return None if value is None else str(value)
 
 
@@ -138,7 +140,7 @@ def set_model_version(path: Path, service: str, version: str | None) -> str | No
     app = application(doc, service, str(path))
     previous = _deployment_version(app["deployments"][0])
     for deployment in app["deployments"]:
-        deployment.setdefault("user_config", {})["model_version"] = (
+        deployment.setdefault("user_config", {})[MODEL_VERSION_KEY] = (
             None if version is None else str(version)
         )
     save(path, doc)
@@ -179,7 +181,7 @@ def render_application(spec: ServiceSpec, version: str | None) -> dict[str, Any]
         settings = getattr(spec.serving, name)
         return settings.model_dump(exclude_none=True)
 
-    user_config = {"model_version": version}
+    user_config = {MODEL_VERSION_KEY: version}
     return {
         "name": spec.name,
         "route_prefix": f"/{spec.name}",

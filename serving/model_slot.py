@@ -13,6 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from services.inference_log import MODEL_VERSION
 from services.model import ServiceModel, load_registered
 from serving.api import ServiceApi
 
@@ -72,7 +73,7 @@ class ModelSlot:
     def health(self) -> dict[str, object]:
         return {
             "service": self.service,
-            "model_version": self.current.version if self.current else None,
+            MODEL_VERSION: self.current.version if self.current else None,
             "desired_version": self.desired,
             "ready": self.ready and self.error is None,
             "error": self.error,

@@ -22,15 +22,10 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from services.inference_log import MODEL_VERSION
 from services.model import signature_from_spec
-from services.registry import (
-    PREVIOUS,
-    PRODUCTION,
-    PROMOTED_AT_TAG,
-    aliased_number,
-    connect,
-    model_uri,
-)
+from services.registry import PREVIOUS, PRODUCTION, aliased_number, connect, model_uri
+from services.registry_keys import PROMOTED_AT_TAG, metric_tag
 from services.settings import get_settings
 from services.spec import SERVICE_NAME_PATTERN, ServiceSpec, SpecError, load_spec
 from serving import manifest
@@ -74,7 +69,7 @@ def parse_tag(tag: str) -> tuple[str, str]:
 
 def _metric(client: MlflowClient, spec: ServiceSpec, version: str) -> float:
     tags = client.get_model_version(spec.name, version).tags
-    key = f"metric.{spec.evaluation.metric}"
+    key = metric_tag(spec.evaluation.metric)
     if key not in tags:
         raise PromotionError(f"{spec.name} v{version} has no '{key}' tag: not a pipeline model")
     return float(tags[key])
@@ -129,7 +124,7 @@ def verify_serving(service: str, version: str, timeout_s: float) -> None:
         last = app_health(service)
         if last.get("desired_version") == version and last.get("error"):
             raise PromotionError(f"/{service}/health: {last['error']}")
-        streak = streak + 1 if last.get("model_version") == version and last.get("ready") else 0
+        streak = streak + 1 if last.get(MODEL_VERSION) == version and last.get("ready") else 0
         if streak >= VERIFY_STREAK:
             return
         time.sleep(0.2)

@@ -1,27 +1,32 @@
-"""A bounded HTTP client for tests that change the cluster while it serves traffic."""
+"""Helpers for tests that change the cluster while it serves traffic: a bounded HTTP client,
+the Realtime replicas Ray reports, and deploys with a fixed replica count."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any, Self
 
 import httpx
+from ray.serve.schema import ReplicaDetails, ReplicaState
 
 from services.datagen import generate
+from services.inference_log import MODEL_VERSION, REQUEST_ID
 from services.registry import PRODUCTION, aliased_number, connect
 from services.schema import frame_to_records
 from services.settings import get_settings
 from services.spec import load_spec
-from serving.deploy import app_health, applications
-from serving.manifest import REALTIME, manifest_path
+from serving.deploy import app_health, applications, deploy
+from serving.manifest import REALTIME, load, manifest_path, save
+from serving.protocol import PREDICTIONS, RECORDS
 
 
 def predict_body(service: str, rows: int = 1, seed: int = 3) -> dict[str, Any]:
     """A valid `/predict` body of `rows` generated records."""
     spec = load_spec(service)
-    return {"records": frame_to_records(spec, generate(spec, rows, seed)[spec.feature_names])}
+    return {RECORDS: frame_to_records(spec, generate(spec, rows, seed)[spec.feature_names])}
 
 
 def served_state(service: str) -> tuple[str, str | None, str]:
@@ -29,13 +34,48 @@ def served_state(service: str) -> tuple[str, str | None, str]:
     return (
         manifest_path().read_text(),
         aliased_number(connect(), service, PRODUCTION),
-        str(app_health(service)["model_version"]),
+        str(app_health(service)[MODEL_VERSION]),
     )
 
 
-def realtime_replicas(service: str) -> list[dict[str, Any]]:
+def realtime_replicas(service: str) -> list[ReplicaDetails]:
     """Live replicas (id, pid, state...) of the service's Realtime deployment (Serve REST API)."""
-    return list(applications()[service]["deployments"][REALTIME]["replicas"])
+    return applications()[service].deployments[REALTIME].replicas
+
+
+def wait_for_replicas(
+    service: str, count: int | None, timeout_s: float, gone: frozenset[str] = frozenset()
+) -> float:
+    """Seconds until none of the replicas is in `gone` and (unless `count` is None) `count`
+    replicas are all RUNNING; raises TimeoutError after `timeout_s`."""
+    started = time.monotonic()
+    replicas: list[ReplicaDetails] = []
+    while time.monotonic() - started < timeout_s:
+        replicas = realtime_replicas(service)
+        ids = {r.replica_id for r in replicas}
+        running = all(r.state == ReplicaState.RUNNING for r in replicas) and len(replicas) == count
+        if not ids & gone and (count is None or running):
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise TimeoutError(f"{count} {REALTIME} replicas without {set(gone)} not reached: {replicas}")
+
+
+def deploy_with_replicas(service: str, directory: Path, count: int) -> None:
+    """Deploy a copy of the manifest whose Realtime deployment has exactly `count` replicas."""
+    doc = load(manifest_path())
+    app = next(a for a in doc["applications"] if a["name"] == service)
+    realtime = next(d for d in app["deployments"] if d["name"] == REALTIME)
+    realtime["autoscaling_config"].update(min_replicas=count, max_replicas=count)
+    path = directory / "replicas.yaml"
+    save(path, doc)
+    deploy(path)
+    wait_for_replicas(service, count, 120)
+
+
+def restore_manifest(service: str, directory: Path) -> None:
+    """Back to one replica (a graceful removal), then the manifest as committed."""
+    deploy_with_replicas(service, directory, 1)
+    deploy(manifest_path())
 
 
 class Background:
@@ -105,9 +145,9 @@ class Load(Background):
             response = http.post(url, json=self.body)
             if response.status_code == 200:
                 answer = response.json()
-                version = answer["model_version"]
+                version = answer[MODEL_VERSION]
                 self.versions[version] += 1
-                self.request_ids.extend(p["request_id"] for p in answer["predictions"])
+                self.request_ids.extend(p[REQUEST_ID] for p in answer[PREDICTIONS])
             else:
                 self.failures.append(response.status_code)
         except httpx.HTTPError as exc:

@@ -15,7 +15,18 @@ import xgboost as xgb
 
 from services.layout import ServicePaths
 from services.model import ServiceModel, prediction_frame, signature_from_spec
-from services.registry import REFERENCE_ARTIFACT, connect
+from services.registry import connect
+from services.registry_keys import (
+    BOOSTER_ARTIFACT,
+    DVC_DATA_MD5_TAG,
+    EVALUATION_METRIC_TAG,
+    GIT_COMMIT_TAG,
+    MODEL_ARTIFACT,
+    PARAMS_HASH_TAG,
+    REFERENCE_ARTIFACT,
+    SPEC_ARTIFACT,
+    metric_tag,
+)
 from services.settings import repo_root
 from services.spec import SPEC_FILE, ServiceSpec
 from training.data import load_split
@@ -58,12 +69,12 @@ def reference_sample(spec: ServiceSpec, model: ServiceModel, rows: int) -> pd.Da
 def lineage_tags(spec: ServiceSpec, metrics: dict[str, float]) -> dict[str, str]:
     paths = ServicePaths(spec.name)
     tags = {
-        "git_commit": git_commit(),
-        "dvc_data_md5": paths.recorded_md5 or "untracked",
-        "params_hash": params_hash(spec, load_params(spec.name)),
-        "evaluation_metric": spec.evaluation.metric,
+        GIT_COMMIT_TAG: git_commit(),
+        DVC_DATA_MD5_TAG: paths.recorded_md5 or "untracked",
+        PARAMS_HASH_TAG: params_hash(spec, load_params(spec.name)),
+        EVALUATION_METRIC_TAG: spec.evaluation.metric,
     }
-    tags |= {f"metric.{name}": str(value) for name, value in metrics.items()}
+    tags |= {metric_tag(name): str(value) for name, value in metrics.items()}
     return tags
 
 
@@ -78,7 +89,7 @@ def register(spec: ServiceSpec) -> dict[str, str]:
     model = ServiceModel().load(paths.model, spec_path)
     tags = lineage_tags(spec, metrics)
     test = load_split(spec, "test")
-    with mlflow.start_run(run_name=f"train-{tags['git_commit'][:8]}") as run:
+    with mlflow.start_run(run_name=f"train-{tags[GIT_COMMIT_TAG][:8]}") as run:
         mlflow.set_tags(tags)
         mlflow.log_params(
             {f"model.{k}": v for k, v in spec.model.params.items()}
@@ -93,9 +104,9 @@ def register(spec: ServiceSpec) -> dict[str, str]:
             )
             mlflow.log_artifact(str(reference), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
         info = mlflow.pyfunc.log_model(
-            name="model",
+            name=MODEL_ARTIFACT,
             python_model=ServiceModel(),
-            artifacts={"booster": str(paths.model), "spec": str(spec_path)},
+            artifacts={BOOSTER_ARTIFACT: str(paths.model), SPEC_ARTIFACT: str(spec_path)},
             signature=signature_from_spec(spec),
             input_example=test[spec.feature_names].head(3),
             pip_requirements=[f"{p}=={installed_version(p)}" for p in RUNTIME_PACKAGES],

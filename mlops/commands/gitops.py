@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from mlops.console import fail, run_guarded
+from services.registry_keys import DVC_DATA_MD5_TAG, GIT_COMMIT_TAG
 
 ci_app = typer.Typer(help="Helpers for the GitHub workflows.", no_args_is_help=True)
 
@@ -43,8 +44,8 @@ def versions_markdown(rows: list[Row]) -> str:
                     row["service"],
                     row["version"],
                     metric,
-                    str(row.get("git_commit", "?"))[:8],
-                    str(row.get("dvc_data_md5", "?"))[:8],
+                    str(row.get(GIT_COMMIT_TAG, "?"))[:8],
+                    str(row.get(DVC_DATA_MD5_TAG, "?"))[:8],
                 )
             )
             + " |"

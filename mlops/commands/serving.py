@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -77,19 +78,20 @@ def promote_command(
 @serve_app.command("status")
 def serve_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Applications, deployments, replicas and the model version each serves."""
+    from services.inference_log import MODEL_VERSION
     from serving.deploy import status
 
     apps = run_guarded(status)
     if as_json:
-        typer.echo(json.dumps([a.__dict__ for a in apps], indent=2, default=str))
+        typer.echo(json.dumps([asdict(a) for a in apps], indent=2, default=str))
         return
     table = Table("application", "status", "deployments (replicas)", "model version", "error")
     for app in apps:
         deployments = ", ".join(
-            f"{name}: {d['status']} {_replicas(d['replicas'])}"
+            f"{name}: {d.status} {_replicas(d.replicas)}".strip()
             for name, d in app.deployments.items()
         )
-        version = app.health.get("model_version") or "-"
+        version = app.health.get(MODEL_VERSION) or "-"
         desired = app.health.get("desired_version")
         if desired and desired != version:
             version = f"{version} (wants {desired})"
@@ -103,13 +105,15 @@ def serve_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     Console().print(table)
 
 
-def _replicas(states: dict[str, Any]) -> str:
+def _replicas(states: dict[str, int]) -> str:
+    """`(running=2)`: live replicas by state, as Ray counts them."""
     return "(" + ", ".join(f"{k.lower()}={v}" for k, v in states.items()) + ")" if states else ""
 
 
 @serve_app.command("smoke")
 def serve_smoke(manifest: ManifestOption = None) -> None:
     """Every deployed application is healthy and serves the manifest's version."""
+    from services.inference_log import MODEL_VERSION
     from serving.deploy import app_health
     from serving.manifest import versions
 
@@ -118,7 +122,7 @@ def serve_smoke(manifest: ManifestOption = None) -> None:
         if version is None:
             continue
         health = app_health(service)
-        ok = health.get("ready") and health.get("model_version") == version
+        ok = health.get("ready") and health.get(MODEL_VERSION) == version
         console.print(f"{service}: {'ok' if ok else 'FAILED'} {json.dumps(health)}")
         if not ok:
             failures.append(service)

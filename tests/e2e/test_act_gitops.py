@@ -37,11 +37,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from mlops.sandbox import copy_repo
+from services.inference_log import MODEL_VERSION
 from services.registry import PREVIOUS, PRODUCTION
+from services.registry_keys import metric_tag
 from services.settings import get_settings
 from services.spec import load_spec, service_names
-from serving.manifest import set_model_version
-from tests.conftest import copy_repo
+from serving.manifest import MODEL_VERSION_KEY, set_model_version
 from tests.e2e.test_act_pr import ActLog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -69,7 +71,7 @@ def git(cwd: Path, *args: str) -> str:
 def manifest_versions(text: str) -> dict[str, str | None]:
     doc = yaml.safe_load(text)
     return {
-        app["name"]: app["deployments"][0]["user_config"]["model_version"]
+        app["name"]: app["deployments"][0]["user_config"][MODEL_VERSION_KEY]
         for app in doc["applications"]
     }
 
@@ -160,7 +162,7 @@ def gitops(served, repo: Path, mlflow_server: str, tmp_path_factory) -> Iterator
     deploy(manifest_path())
     align_aliases(manifest_path())
     first = manifest_versions(manifest_path().read_text())[SERVICE]
-    assert first is not None and health()["model_version"] == first
+    assert first is not None and health()[MODEL_VERSION] == first
     candidate = register(load_spec(SERVICE))["version"]
 
     tmp = tmp_path_factory.mktemp("act-gitops")
@@ -229,11 +231,11 @@ def test_tag_push_releases_the_version(gitops: GitOps):
     # the committed KubeRay rendering names N too (what a Kubernetes deploy would apply)
     rendered = yaml.safe_load(yaml.safe_load(g.origin_file(RAYSERVICE))["spec"]["serveConfigV2"])
     apps = {app["name"]: app for app in rendered["applications"]}
-    assert apps[SERVICE]["deployments"][0]["user_config"]["model_version"] == n
+    assert apps[SERVICE]["deployments"][0]["user_config"][MODEL_VERSION_KEY] == n
 
     # the endpoint serves N
     answer = health()
-    assert answer["model_version"] == n and answer["ready"], answer
+    assert answer[MODEL_VERSION] == n and answer["ready"], answer
 
     # act worked on its own copy of `work`
     assert git(g.work, "rev-parse", "HEAD") == work_head
@@ -243,18 +245,18 @@ def test_tag_push_releases_the_version(gitops: GitOps):
 def test_tag_of_a_version_failing_its_gate_changes_nothing(gitops: GitOps):
     """The first version again, with its recorded metric below the floor: a refused rollback."""
     g, weak = gitops, gitops.first
-    metric = f"metric.{load_spec(SERVICE).evaluation.metric}"
+    metric = metric_tag(load_spec(SERVICE).evaluation.metric)
     recorded = g.client.get_model_version(SERVICE, weak).tags[metric]
     g.client.set_model_version_tag(SERVICE, weak, metric, "0.5")
     try:
         before = (g.origin_main(), g.origin_file(MANIFEST), aliases(g.client))
-        served_before = health()["model_version"]
+        served_before = health()[MODEL_VERSION]
         assert served_before == g.candidate
 
         act = g.make("release-refused", "act-release", f"TAG={SERVICE}@v{weak}")
 
         after = (g.origin_main(), g.origin_file(MANIFEST), aliases(g.client))
-        served_after = health()["model_version"]
+        served_after = health()[MODEL_VERSION]
     finally:
         g.client.set_model_version_tag(SERVICE, weak, metric, recorded)
 
@@ -409,7 +411,7 @@ def test_deploy_applies_a_reverted_manifest(gitops: GitOps):
     git(g.work, "commit", "-qam", f"Revert {SERVICE} to v{g.first}")
     git(g.work, "push", "-q", "origin", "main")
     wanted = manifest_versions(g.origin_file(MANIFEST))
-    assert wanted[SERVICE] == g.first and health()["model_version"] == g.candidate
+    assert wanted[SERVICE] == g.first and health()[MODEL_VERSION] == g.candidate
 
     act = g.make("deploy", "act-deploy")
     assert act.returncode == 0, act.context()
@@ -432,7 +434,7 @@ def test_deploy_applies_a_reverted_manifest(gitops: GitOps):
     assert set(running) == set(live)
     for name, version in live.items():
         assert running[name].status == "RUNNING"
-        assert running[name].health["model_version"] == version and running[name].health["ready"]
+        assert running[name].health[MODEL_VERSION] == version and running[name].health["ready"]
     # git is the truth: the alias follows the manifest
     assert g.client.get_model_version_by_alias(SERVICE, PRODUCTION).version == g.first
     assert g.client.get_model_version_by_alias(SERVICE, PREVIOUS).version == g.candidate

@@ -21,8 +21,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from mlops.sandbox import copy_repo, free_port
+from services.registry_keys import GIT_COMMIT_TAG
 from services.spec import service_names
-from tests.conftest import copy_repo, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -142,7 +143,7 @@ def test_pull_request_runs_ci_under_act(mlflow_server: str, tmp_path: Path):
         assert len(added) == 1, (name, added)
         new[name] = added.pop()
         tags = client.get_model_version(name, new[name]).tags
-        assert tags["git_commit"] == head
+        assert tags[GIT_COMMIT_TAG] == head
 
     # The job summary: the `dvc metrics diff` table against the base and the new versions.
     summary = "".join(log.summary)

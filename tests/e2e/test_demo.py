@@ -9,10 +9,11 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from mlops.sandbox import copy_repo
 from monitoring.monitor import MonitorOptions, monitor_service
+from services.inference_log import MODEL_VERSION
 from services.registry import PRODUCTION
 from services.settings import get_settings
-from tests.conftest import copy_repo
 
 pytestmark = pytest.mark.e2e
 SERVICE = "fraud-detection"
@@ -41,7 +42,7 @@ def test_demo_closes_the_loop(demo_repo):
     latest = max(int(v.version) for v in client.search_model_versions(f"name = '{SERVICE}'"))
     assert state.versions[SERVICE] == str(latest)
     health = httpx.get(f"{get_settings().serve_url}/{SERVICE}/health").json()
-    assert health["model_version"] == str(latest)
+    assert health[MODEL_VERSION] == str(latest)
     assert client.get_model_version_by_alias(SERVICE, PRODUCTION).version == str(latest)
     first = state.monitor[SERVICE]
     assert first.action == "retrain" and first.pull_request is not None

@@ -15,8 +15,9 @@ import yaml
 from mlflow import MlflowClient
 
 from benchmarks.bench_pipeline import UP_TO_DATE
+from mlops.sandbox import copy_repo
+from services.registry_keys import DVC_DATA_MD5_TAG, GIT_COMMIT_TAG
 from services.spec import SPEC_FILE, service_names
-from tests.conftest import copy_repo
 from tests.pipeline import Pipeline
 
 pytestmark = pytest.mark.e2e
@@ -72,9 +73,9 @@ def test_cold_repro_rebuilds_and_registers_a_version_per_service(cold, pipeline,
         record = pipeline.registration(service)
         version = client.get_model_version(service, record["version"])
         assert version.run_id == record["run_id"]
-        assert version.tags["git_commit"] == head.stdout.strip()
+        assert version.tags[GIT_COMMIT_TAG] == head.stdout.strip()
         pointer = (pipeline.root / f"data/{service}/snapshot.parquet.dvc").read_text()
-        assert version.tags["dvc_data_md5"] in pointer
+        assert version.tags[DVC_DATA_MD5_TAG] in pointer
         assert (pipeline.root / f"metrics/{service}/metrics.json").exists()
     assert (pipeline.root / "dvc.lock").exists()
 

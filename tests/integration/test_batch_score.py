@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 
 from services.datagen import generate
+from services.inference_log import MODEL_VERSION, PROBABILITY
 from services.settings import get_settings
 from services.spec import load_spec
+from serving.protocol import PREDICTIONS
 
 pytestmark = pytest.mark.integration
 SERVICE = "fraud-detection"
@@ -38,7 +40,7 @@ def test_batch_score_writes_the_same_predictions_as_the_endpoint(served, tmp_pat
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["rows"] == 3_000 and result["version"] == served[SERVICE]
     scored = pd.read_parquet(tmp_path / "out")
-    assert len(scored) == 3_000 and set(scored["model_version"]) == {served[SERVICE]}
+    assert len(scored) == 3_000 and set(scored[MODEL_VERSION]) == {served[SERVICE]}
     head = frame.head(20)
     response = httpx.post(
         f"{get_settings().serve_url}/{SERVICE}/batch",
@@ -46,9 +48,9 @@ def test_batch_score_writes_the_same_predictions_as_the_endpoint(served, tmp_pat
         headers={"content-type": "text/csv"},
         timeout=60,
     )
-    online = [p["probability"] for p in response.json()["predictions"]]
+    online = [p[PROBABILITY] for p in response.json()[PREDICTIONS]]
     offline = scored.merge(head.reset_index(), on=list(head.columns)).sort_values("index")
-    assert offline["probability"].round(5).tolist() == pd.Series(online).round(5).tolist()
+    assert offline[PROBABILITY].round(5).tolist() == pd.Series(online).round(5).tolist()
 
 
 def test_batch_score_disconnects_the_driver_it_connected(served, tmp_path):

@@ -10,10 +10,11 @@ import pytest
 
 from benchmarks.bench_serving import report, server
 from benchmarks.load import parse_wrk, run_wrk
+from mlops.sandbox import free_port
 from services.datagen import generate
 from services.schema import frame_to_records
 from services.spec import load_spec
-from tests.conftest import free_port
+from serving.protocol import RECORDS
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def test_parse_wrk_reads_rate_percentiles_and_errors():
 
 def test_baseline_server_under_a_short_wrk_run(registered, repo):
     spec = load_spec("fraud-detection")
-    body = json.dumps({"records": frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])})
+    body = json.dumps({RECORDS: frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])})
     port = free_port()
     command = [
         str(Path(sys.executable).parent / "uvicorn"),

@@ -9,63 +9,44 @@ import math
 import os
 import signal
 import time
-from pathlib import Path
-from typing import Any
 
 import fsspec
 import httpx
 import pytest
 
 from mlops import stack
-from services.inference_log import Kind, kind_root, read_log
+from services.inference_log import (
+    FEEDBACK_KIND,
+    LABEL,
+    MODEL_VERSION,
+    PREDICTIONS_KIND,
+    REQUEST_ID,
+    Kind,
+    kind_root,
+    read_log,
+)
 from services.registry import RegistryUnavailable
 from services.settings import get_settings
 from serving.deploy import app_health, deploy
-from serving.manifest import HEALTH_CHECK_PERIOD_S, REALTIME, load, manifest_path, save
+from serving.manifest import HEALTH_CHECK_PERIOD_S, manifest_path
 from serving.promote import PromotionError, promote
 from tests.figures import record_figure
-from tests.load import Background, Load, predict_body, realtime_replicas, served_state
+from tests.load import (
+    Background,
+    Load,
+    deploy_with_replicas,
+    predict_body,
+    realtime_replicas,
+    restore_manifest,
+    served_state,
+    wait_for_replicas,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 SERVICE = "fraud-detection"
 RATE = 100.0  # requests per second, one record each
 RECOVERY_TARGET_S = 15.0
 MAX_FAILURE_SHARE = 0.01
-
-
-def wait_for_replicas(
-    count: int | None, timeout_s: float, gone: frozenset[str] = frozenset()
-) -> float:
-    """Seconds until none of the replicas is in `gone` and (unless `count` is None) `count`
-    replicas are all RUNNING; raises TimeoutError after `timeout_s`."""
-    started = time.monotonic()
-    replicas: list[dict[str, Any]] = []
-    while time.monotonic() - started < timeout_s:
-        replicas = realtime_replicas(SERVICE)
-        ids = {r["replica_id"] for r in replicas}
-        running = all(r["state"] == "RUNNING" for r in replicas) and len(replicas) == count
-        if not ids & gone and (count is None or running):
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise TimeoutError(f"{count} {REALTIME} replicas without {set(gone)} not reached: {replicas}")
-
-
-def deploy_with_replicas(directory: Path, count: int) -> None:
-    """Deploy a copy of the manifest whose Realtime deployment has exactly `count` replicas."""
-    doc = load(manifest_path())
-    app = next(a for a in doc["applications"] if a["name"] == SERVICE)
-    realtime = next(d for d in app["deployments"] if d["name"] == REALTIME)
-    realtime["autoscaling_config"].update(min_replicas=count, max_replicas=count)
-    path = directory / "replicas.yaml"
-    save(path, doc)
-    deploy(path)
-    wait_for_replicas(count, 120)
-
-
-def restore_manifest(directory: Path) -> None:
-    """Back to one replica (a graceful removal), then the manifest as committed."""
-    deploy_with_replicas(directory, 1)
-    deploy(manifest_path())
 
 
 def test_promotion_and_revert_under_constant_load(served, second_version):
@@ -103,22 +84,22 @@ def test_promotion_and_revert_under_constant_load(served, second_version):
 def test_killed_replica_recovers_under_load(served, tmp_path):
     item = "Realtime replica killed (SIGKILL) under constant load"
     try:
-        deploy_with_replicas(tmp_path, 2)
+        deploy_with_replicas(SERVICE, tmp_path, 2)
         victim = realtime_replicas(SERVICE)[0]
-        gone = frozenset({victim["replica_id"]})
+        gone = frozenset({victim.replica_id})
         with Load(SERVICE, predict_body(SERVICE), rate=RATE, max_s=60) as load:
             time.sleep(3)
-            os.kill(int(victim["pid"]), signal.SIGKILL)
+            os.kill(victim.pid, signal.SIGKILL)
             killed_at = time.monotonic()
             try:
-                noticed_s = wait_for_replicas(None, 30, gone=gone)
-                recovery_s = noticed_s + wait_for_replicas(2, 30, gone=gone)
+                noticed_s = wait_for_replicas(SERVICE, None, 30, gone=gone)
+                recovery_s = noticed_s + wait_for_replicas(SERVICE, 2, 30, gone=gone)
             except TimeoutError:
                 noticed_s = recovery_s = float("inf")
             time.sleep(3)
         failed_after = [t - killed_at for t, version in load.outcomes if version is None]
     finally:
-        restore_manifest(tmp_path)
+        restore_manifest(SERVICE, tmp_path)
     share = load.failure_share
     record_figure(item, "requests in the window", load.sent, ">= 1,000", load.sent >= 1_000)
     record_figure(item, "failed requests", len(load.failures), "-", True)
@@ -184,7 +165,7 @@ def test_mlflow_stopped_changes_nothing_for_traffic_and_promotion_fails_cleanly(
     assert load.failures == [], load.failures[:10]
     assert set(load.versions) == {before[2]}
     assert settings.tracking_uri in message and "not reachable" in message, message
-    assert health_during["ready"] and health_during["model_version"] == before[2]
+    assert health_during["ready"] and health_during[MODEL_VERSION] == before[2]
     assert manifest_during == before[0]
     assert served_state(SERVICE) == before
 
@@ -208,7 +189,7 @@ class FeedbackSender(Background):
                 rid = self.load.request_ids[sent]
                 sent += 1
                 try:
-                    response = http.post(url, json={"request_id": rid, "label": sent % 2})
+                    response = http.post(url, json={REQUEST_ID: rid, LABEL: sent % 2})
                     if response.status_code == 202:
                         self.accepted.append(rid)
                     else:
@@ -228,8 +209,8 @@ def logged_ids(kind: Kind, wanted: list[str], timeout_s: float = 20.0) -> list[s
     deadline, found = time.monotonic() + timeout_s, []
     uri, wanted_set = get_settings().inference_log_uri, set(wanted)
     while time.monotonic() < deadline:
-        frame = read_log(uri, SERVICE, kind, columns=["request_id"])
-        found = [rid for rid in frame["request_id"] if rid in wanted_set]
+        frame = read_log(uri, SERVICE, kind, columns=[REQUEST_ID])
+        found = [rid for rid in frame[REQUEST_ID] if rid in wanted_set]
         if set(found) == wanted_set:
             return found
         time.sleep(1.0)
@@ -239,21 +220,21 @@ def logged_ids(kind: Kind, wanted: list[str], timeout_s: float = 20.0) -> list[s
 def test_scale_down_loses_no_inference_log_rows(served, tmp_path):
     item = "Inference log across a scale-down (2 -> 1 Realtime replicas)"
     try:
-        deploy_with_replicas(tmp_path, 2)
-        before = {r["replica_id"] for r in realtime_replicas(SERVICE)}
+        deploy_with_replicas(SERVICE, tmp_path, 2)
+        before = {r.replica_id for r in realtime_replicas(SERVICE)}
         with (
             Load(SERVICE, predict_body(SERVICE), rate=RATE, max_s=60) as load,
             FeedbackSender(load) as feedback,
         ):
             time.sleep(4)
-            deploy_with_replicas(tmp_path, 1)  # one replica removed gracefully under load
+            deploy_with_replicas(SERVICE, tmp_path, 1)  # one replica removed gracefully under load
             time.sleep(2)
-        removed = before - {r["replica_id"] for r in realtime_replicas(SERVICE)}
+        removed = before - {r.replica_id for r in realtime_replicas(SERVICE)}
     finally:
         deploy(manifest_path())
     served_ids = list(load.request_ids)
-    predictions = logged_ids("predictions", served_ids)
-    labels = logged_ids("feedback", feedback.accepted)
+    predictions = logged_ids(PREDICTIONS_KIND, served_ids)
+    labels = logged_ids(FEEDBACK_KIND, feedback.accepted)
     lost = len(set(served_ids) - set(predictions))
     record_figure(item, "predictions served", len(served_ids), ">= 500", len(served_ids) >= 500)
     record_figure(item, "failed requests", len(load.failures), "0", not load.failures)
@@ -271,7 +252,7 @@ def test_scale_down_loses_no_inference_log_rows(served, tmp_path):
         "equal",
         sorted(labels) == sorted(feedback.accepted),
     )
-    parts = writers("predictions")
+    parts = writers(PREDICTIONS_KIND)
     from_removed = any(name.startswith(f"predict-{rid}-") for rid in removed for name in parts)
     record_figure(
         item,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from services.inference_log import MODEL_VERSION
 from services.registry import PREVIOUS, PRODUCTION, aliased_number
 from services.settings import get_settings, tool
 from serving.deploy import app_health
@@ -110,7 +111,7 @@ def test_concurrent_promotions_are_serialised_and_end_in_agreement(served, paral
         manifest = versions(manifest_path())[SERVICE]
         production = aliased_number(client, SERVICE, PRODUCTION)
         previous = aliased_number(client, SERVICE, PREVIOUS)
-        answered = {app_health(SERVICE)["model_version"] for _ in range(10)}
+        answered = {app_health(SERVICE)[MODEL_VERSION] for _ in range(10)}
     finally:
         promote(f"{SERVICE}@v{served[SERVICE]}")
     agree = {manifest, production} == answered and len(answered) == 1

@@ -12,7 +12,18 @@ from monitoring.drift import measure_drift, prediction_column
 from monitoring.snapshot import labelled_rows, merge_snapshot
 from monitoring.window import load_window, parse_since
 from services.datagen import generate
-from services.inference_log import write_part
+from services.inference_log import (
+    ENDPOINT,
+    FEEDBACK_KIND,
+    LABEL,
+    MODEL_VERSION,
+    PREDICTION,
+    PREDICTIONS_KIND,
+    PROBABILITY,
+    REQUEST_ID,
+    TIMESTAMP,
+    write_part,
+)
 from services.schema import frame_to_records, validate_frame
 from services.spec import load_spec
 
@@ -45,14 +56,14 @@ def test_since_rejects_anything_else(text):
 def _predictions(ids: list[str], stamp: datetime, version: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "request_id": ids,
-            "timestamp": pd.Timestamp(stamp),
+            REQUEST_ID: ids,
+            TIMESTAMP: pd.Timestamp(stamp),
             "service": SERVICE,
-            "model_version": version,
-            "endpoint": "predict",
+            MODEL_VERSION: version,
+            ENDPOINT: "predict",
             "amount": np.arange(len(ids), dtype=float),
-            "prediction": 0,
-            "probability": 0.1,
+            PREDICTION: 0,
+            PROBABILITY: 0.1,
         }
     )
 
@@ -60,24 +71,24 @@ def _predictions(ids: list[str], stamp: datetime, version: str) -> pd.DataFrame:
 def test_window_joins_latest_label_and_keeps_the_production_version(tmp_path):
     uri = str(tmp_path / "log")
     write_part(
-        uri, SERVICE, "predictions", _predictions(["old"], NOW - timedelta(days=2), "1"), "w"
+        uri, SERVICE, PREDICTIONS_KIND, _predictions(["old"], NOW - timedelta(days=2), "1"), "w"
     )
-    write_part(uri, SERVICE, "predictions", _predictions(["a", "b", "c"], NOW, "2"), "w")
-    write_part(uri, SERVICE, "predictions", _predictions(["d"], NOW, "1"), "w")  # other version
+    write_part(uri, SERVICE, PREDICTIONS_KIND, _predictions(["a", "b", "c"], NOW, "2"), "w")
+    write_part(uri, SERVICE, PREDICTIONS_KIND, _predictions(["d"], NOW, "1"), "w")  # other version
     feedback = pd.DataFrame(
         {
-            "request_id": ["a", "a", "b"],
-            "timestamp": [NOW, NOW + timedelta(minutes=5), NOW],
+            REQUEST_ID: ["a", "a", "b"],
+            TIMESTAMP: [NOW, NOW + timedelta(minutes=5), NOW],
             "service": SERVICE,
-            "label": [0, 1, 0],
+            LABEL: [0, 1, 0],
         }
     )
-    write_part(uri, SERVICE, "feedback", feedback, "w")
+    write_part(uri, SERVICE, FEEDBACK_KIND, feedback, "w")
 
     window = load_window(uri, SERVICE, NOW - timedelta(hours=1), "2")
-    assert sorted(window.frame["request_id"]) == ["a", "b", "c"]
+    assert sorted(window.frame[REQUEST_ID]) == ["a", "b", "c"]
     assert window.other_versions_rows == 1
-    labels = dict(zip(window.frame["request_id"], window.frame["label"], strict=True))
+    labels = dict(zip(window.frame[REQUEST_ID], window.frame[LABEL], strict=True))
     assert labels["a"] == 1 and labels["b"] == 0 and np.isnan(labels["c"])
     assert len(window.labelled) == 2
 
@@ -92,13 +103,13 @@ def test_next_snapshot_drops_invalid_and_duplicate_rows():
     previous = generate(spec, 500, seed=1)
     live = generate(spec, 100, seed=2, drift="covariate")
     logged = pd.DataFrame(frame_to_records(spec, live[spec.feature_names]))
-    logged["label"] = live[spec.target].astype(float)
+    logged[LABEL] = live[spec.target].astype(float)
     logged.loc[0, "amount"] = -1.0  # below the spec's minimum
     logged.loc[1, "merchant_category"] = "crypto_exchange"  # not a known category
-    logged.loc[2, "label"] = 7  # not a binary label
-    logged.loc[3, "label"] = np.nan  # no label
+    logged.loc[2, LABEL] = 7  # not a binary label
+    logged.loc[3, LABEL] = np.nan  # no label
     again = pd.DataFrame(frame_to_records(spec, previous[spec.feature_names].head(2)))
-    again["label"] = previous[spec.target].head(2).astype(float)
+    again[LABEL] = previous[spec.target].head(2).astype(float)
     logged = pd.concat([logged, logged.iloc[[10, 11]], again], ignore_index=True)
 
     merged, stats = merge_snapshot(spec, previous, labelled_rows(spec, logged))
@@ -114,9 +125,9 @@ def test_next_snapshot_drops_invalid_and_duplicate_rows():
 
 def test_drift_uses_distance_tests_at_small_sizes():
     spec = load_spec(SERVICE)
-    reference = generate(spec, 2_000, seed=1).assign(probability=0.1)
-    healthy = generate(spec, 300, seed=2).assign(probability=0.1)
-    shifted = generate(spec, 300, seed=3, drift="covariate").assign(probability=0.6)
+    reference = generate(spec, 2_000, seed=1).assign(**{PROBABILITY: 0.1})
+    healthy = generate(spec, 300, seed=2).assign(**{PROBABILITY: 0.1})
+    shifted = generate(spec, 300, seed=3, drift="covariate").assign(**{PROBABILITY: 0.6})
 
     calm = measure_drift(spec, healthy, reference)
     assert calm.share < 0.3 and calm.prediction is not None and not calm.prediction.drifted
@@ -125,15 +136,15 @@ def test_drift_uses_distance_tests_at_small_sizes():
 
     drifted = measure_drift(spec, shifted, reference)
     assert drifted.share >= 0.3 and drifted.drifted_count == sum(c.drifted for c in drifted.columns)
-    assert drifted.prediction.column == "probability" and drifted.prediction.drifted
+    assert drifted.prediction.column == PROBABILITY and drifted.prediction.drifted
     assert all(c.drifted == (c.score >= c.threshold) for c in drifted.columns)
 
 
 def test_prediction_column_prefers_probability_for_binary():
     fraud, demand = load_spec(SERVICE), load_spec("demand-forecast")
-    both = pd.DataFrame(columns=["prediction", "probability"])
-    only_prediction = pd.DataFrame(columns=["prediction"])
-    assert prediction_column(fraud, both, both) == "probability"
-    assert prediction_column(fraud, both, only_prediction) == "prediction"
-    assert prediction_column(demand, both, both) == "prediction"
+    both = pd.DataFrame(columns=[PREDICTION, PROBABILITY])
+    only_prediction = pd.DataFrame(columns=[PREDICTION])
+    assert prediction_column(fraud, both, both) == PROBABILITY
+    assert prediction_column(fraud, both, only_prediction) == PREDICTION
+    assert prediction_column(demand, both, both) == PREDICTION
     assert prediction_column(demand, pd.DataFrame(), both) is None

@@ -27,10 +27,18 @@ from monitoring.production import mark_promoted
 from monitoring.pull_requests import LocalOpener
 from services.datagen import generate
 from services.encoding import FeatureEncoder
+from services.inference_log import PREDICTION, PROBABILITY
 from services.model import ServiceModel, signature_from_spec
-from services.registry import PREVIOUS, PRODUCTION, REFERENCE_ARTIFACT
+from services.registry import PREVIOUS, PRODUCTION
+from services.registry_keys import (
+    BOOSTER_ARTIFACT,
+    MODEL_ARTIFACT,
+    REFERENCE_ARTIFACT,
+    SPEC_ARTIFACT,
+    metric_tag,
+)
 from services.spec import SPEC_FILE, load_spec
-from serving.manifest import manifest_path, versions
+from serving.manifest import MODEL_VERSION_KEY, manifest_path, versions
 from tests.conftest import name_on_main
 
 pytestmark = pytest.mark.integration
@@ -117,7 +125,7 @@ def test_healthy_traffic_needs_nothing(env, production_v1, good, client):
     assert summary["measured"]["rows"] == ROWS and summary["measured"]["labelled_rows"] == ROWS
     assert summary["measured"]["feature_drift_share"] < 0.3
     assert len(summary["columns"]) == 13 and not any(c["drifted"] for c in summary["columns"])
-    assert summary["prediction_drift"]["column"] == "probability"
+    assert summary["prediction_drift"]["column"] == PROBABILITY
     assert summary["prediction_drift"]["score"] < 0.1
     assert summary["measured"]["live_metrics"]["roc_auc"] > 0.8
     run_data = client.get_run(result.mlflow_run_id)
@@ -213,23 +221,26 @@ def _register_bad_version(client: MlflowClient, tmp: Path) -> str:
     }
     reference = train.head(2_000).reset_index(drop=True)
     ref_raw = booster.inplace_predict(encoder.encode_frame(reference))
-    reference = reference.assign(prediction=(ref_raw >= 0.5).astype(int), probability=ref_raw)
-    reference_path = tmp / "reference.parquet"
+    reference = reference.assign(**{PREDICTION: (ref_raw >= 0.5).astype(int), PROBABILITY: ref_raw})
+    reference_path = tmp / Path(REFERENCE_ARTIFACT).name
     reference.to_parquet(reference_path)
     mlflow.set_experiment(SERVICE)
     with mlflow.start_run(run_name="deliberately-bad"):
         mlflow.log_artifact(str(reference_path), Path(REFERENCE_ARTIFACT).parent.as_posix())
         info = mlflow.pyfunc.log_model(
-            name="model",
+            name=MODEL_ARTIFACT,
             python_model=ServiceModel(),
-            artifacts={"booster": str(booster_path), "spec": str(spec.folder / SPEC_FILE)},
+            artifacts={
+                BOOSTER_ARTIFACT: str(booster_path),
+                SPEC_ARTIFACT: str(spec.folder / SPEC_FILE),
+            },
             signature=signature_from_spec(spec),
             pip_requirements=["mlflow", "xgboost"],
             registered_model_name=SERVICE,
         )
     version = str(info.registered_model_version)
     for name, value in metrics.items():
-        client.set_model_version_tag(SERVICE, version, f"metric.{name}", str(value))
+        client.set_model_version_tag(SERVICE, version, metric_tag(name), str(value))
     return version
 
 
@@ -273,11 +284,11 @@ def test_bad_version_on_healthy_traffic_proposes_the_revert(env, bad_in_producti
     assert summary["pull_request"]["url"] == record["body_path"]
     manifest = git(repo, "show", f"monitor/{SERVICE}/revert:infra/serve/production.yaml")
     app = next(a for a in yaml.safe_load(manifest)["applications"] if a["name"] == SERVICE)
-    assert {d["user_config"]["model_version"] for d in app["deployments"]} == {good_version}
+    assert {d["user_config"][MODEL_VERSION_KEY] for d in app["deployments"]} == {good_version}
     rayservice = git(repo, "show", f"monitor/{SERVICE}/revert:infra/k8s/rayservice.yaml")
     serve_config = yaml.safe_load(yaml.safe_load(rayservice)["spec"]["serveConfigV2"])
     served = next(a for a in serve_config["applications"] if a["name"] == SERVICE)
-    assert {d["user_config"]["model_version"] for d in served["deployments"]} == {good_version}
+    assert {d["user_config"][MODEL_VERSION_KEY] for d in served["deployments"]} == {good_version}
     assert "rendered from infra/serve/production.yaml" in rayservice
     assert "Revert fraud-detection" in Path(record["body_path"]).read_text()
     assert (git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain")) == (head, status)
@@ -393,5 +404,5 @@ def test_regression_service_reports_rmse_and_prediction_drift(env, demand_in_pro
     perf = summary["measured"]["performance"]
     assert perf["metric"] == "rmse" and perf["higher_is_better"] is False
     assert abs(perf["live"] - perf["registered"]) < spec.monitoring.performance_margin
-    assert summary["prediction_drift"]["column"] == "prediction"
+    assert summary["prediction_drift"]["column"] == PREDICTION
     assert any("no previous version" in r for r in summary["reasons"])

@@ -8,6 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from services.registry import PRODUCTION
+from services.registry_keys import metric_tag
 from services.settings import get_settings
 from services.spec import load_spec
 from serving.manifest import manifest_path, versions
@@ -59,7 +60,7 @@ def test_refused_promotions_change_nothing(served, tag):
 def test_gate_failure_changes_nothing(served, second_version):
     client = MlflowClient(get_settings().tracking_uri)
     weak = client.get_model_version(SERVICE, second_version)
-    metric = f"metric.{load_spec(SERVICE).evaluation.metric}"
+    metric = metric_tag(load_spec(SERVICE).evaluation.metric)
     client.set_model_version_tag(SERVICE, second_version, metric, "0.5")
     try:
         before = served_state(SERVICE)

@@ -16,10 +16,18 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from mlops.cli import app
+from mlops.sandbox import free_port
+from services.inference_log import PREDICTION, PROBABILITY
 from services.model import signature_from_spec
-from services.registry import REFERENCE_ARTIFACT, model_uri
+from services.registry import model_uri
+from services.registry_keys import (
+    DVC_DATA_MD5_TAG,
+    GIT_COMMIT_TAG,
+    PARAMS_HASH_TAG,
+    REFERENCE_ARTIFACT,
+    metric_tag,
+)
 from services.spec import SPEC_FILE, load_spec
-from tests.conftest import free_port
 from training.params import load_params
 
 pytestmark = pytest.mark.integration
@@ -31,12 +39,12 @@ def test_registered_version_carries_lineage(registered, mlflow_server, service, 
     version = client.get_model_version(service, registered[service])
     tags = version.tags
     pointer = (repo / f"data/{service}/snapshot.parquet.dvc").read_text()
-    assert tags["dvc_data_md5"] in pointer
-    assert len(tags["git_commit"]) == 40
-    assert len(tags["params_hash"]) == 16
+    assert tags[DVC_DATA_MD5_TAG] in pointer
+    assert len(tags[GIT_COMMIT_TAG]) == 40
+    assert len(tags[PARAMS_HASH_TAG]) == 16
     metric = load_spec(service).evaluation.metric
     metrics = json.loads((repo / f"metrics/{service}/metrics.json").read_text())
-    assert float(tags[f"metric.{metric}"]) == pytest.approx(metrics[metric])
+    assert float(tags[metric_tag(metric)]) == pytest.approx(metrics[metric])
 
 
 @pytest.mark.parametrize("service", ["fraud-detection", "demand-forecast"])
@@ -48,7 +56,7 @@ def test_reference_sample_has_features_target_and_predictions(registered, mlflow
     )
     reference = pd.read_parquet(path)
     assert len(reference) == 5000
-    assert {*spec.feature_names, spec.target, "prediction"} <= set(reference.columns)
+    assert {*spec.feature_names, spec.target, PREDICTION} <= set(reference.columns)
 
 
 # --- signature, floor refusal, registry down ---------------------------------------------------
@@ -94,11 +102,11 @@ def test_registered_model_reproduces_the_evaluated_metric(registered, mlflow_ser
     model = mlflow.pyfunc.load_model(model_uri(service, registered[service]))
     test = load_split(spec, "test")
     output = model.predict(test[spec.feature_names])
-    raw = output["probability" if spec.task == "binary" else "prediction"].to_numpy()
+    raw = output[PROBABILITY if spec.task == "binary" else PREDICTION].to_numpy()
     values = score(spec, test[spec.target].to_numpy(), raw)
     tags = MlflowClient(mlflow_server).get_model_version(service, registered[service]).tags
     metric = spec.evaluation.metric
-    assert values[metric] == pytest.approx(float(tags[f"metric.{metric}"]), abs=1e-6)
+    assert values[metric] == pytest.approx(float(tags[metric_tag(metric)]), abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
 from services.datagen import generate
+from services.inference_log import LABEL, REQUEST_ID
 from services.schema import frame_to_records
 from services.settings import get_settings
 from services.spec import load_spec
@@ -29,6 +30,15 @@ from serving.api import Feedback
 from serving.auth import API_KEY_ENV
 from serving.deploy import app_health, deploy
 from serving.manifest import manifest_path
+from serving.protocol import (
+    DF_RECORDS,
+    DF_SPLIT,
+    INPUTS,
+    INSTANCES,
+    RECORDS,
+    SPLIT_COLUMNS,
+    SPLIT_DATA,
+)
 from tests.figures import record_figure
 
 pytestmark = pytest.mark.reliability
@@ -53,7 +63,7 @@ def openapi_with_bodies(document: dict[str, Any]) -> dict[str, Any]:
     """
     document = copy.deepcopy(document)
     predict = document["paths"]["/predict"]["post"]["requestBody"]["content"]
-    records = predict["application/json"]["schema"]["properties"]["records"]
+    records = predict["application/json"]["schema"]["properties"][RECORDS]
     names = sorted(records["items"]["properties"])
 
     def body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -70,21 +80,22 @@ def openapi_with_bodies(document: dict[str, Any]) -> dict[str, Any]:
     split = {
         "type": "object",
         "properties": {
-            "columns": {"type": "array", "items": {"enum": names}, "minItems": 1},
-            "data": {"type": "array", "items": {"type": "array"}, "minItems": 1},
+            SPLIT_COLUMNS: {"type": "array", "items": {"enum": names}, "minItems": 1},
+            SPLIT_DATA: {"type": "array", "items": {"type": "array"}, "minItems": 1},
         },
-        "required": ["columns", "data"],
+        "required": [SPLIT_COLUMNS, SPLIT_DATA],
     }
     invocations = {
         "oneOf": [
-            single("dataframe_records", records),
-            single("inputs", records),
-            single("dataframe_split", split),
+            single(DF_RECORDS, records),
+            single(INPUTS, records),
+            single(DF_SPLIT, split),
+            single(INSTANCES, records),
         ]
     }
     paths = document["paths"]
     paths["/invocations"]["post"]["requestBody"] = body(invocations)
-    paths["/batch"]["post"]["requestBody"] = body(single("records", records))
+    paths["/batch"]["post"]["requestBody"] = body(single(RECORDS, records))
     paths["/feedback"]["post"]["requestBody"] = body(Feedback.model_json_schema())
     return document
 
@@ -92,7 +103,7 @@ def openapi_with_bodies(document: dict[str, Any]) -> dict[str, Any]:
 def integer_fields(document: dict[str, Any]) -> frozenset[str]:
     """Record fields the document types as integers (directly or in an anyOf with null)."""
     predict = document["paths"]["/predict"]["post"]["requestBody"]["content"]
-    items = predict["application/json"]["schema"]["properties"]["records"]["items"]
+    items = predict["application/json"]["schema"]["properties"][RECORDS]["items"]
     return frozenset(
         name
         for name, field in items["properties"].items()
@@ -202,7 +213,7 @@ NESTED = b"[" * 10_000 + b"]" * 10_000
 def test_hostile_bodies_get_4xx_through_the_whole_stack(served):
     service = "fraud-detection"
     limit = load_spec(service).serving.max_request_rows * 1_024 + 1_024
-    record = json.dumps({"records": records(service, 1)})
+    record = json.dumps({RECORDS: records(service, 1)})
     cases: list[tuple[str, bytes, str, int]] = [
         ("/predict", b'{"records": [', "application/json", 400),
         ("/predict", NESTED, "application/json", 400),
@@ -256,7 +267,7 @@ def records(service: str, rows: int = 2) -> list[dict[str, Any]]:
 
 def test_api_key_guards_inference_and_leaves_health_open(served):
     service = "fraud-detection"
-    body = {"records": records(service)}
+    body = {RECORDS: records(service)}
     os.environ[API_KEY_ENV] = TEST_KEY
     try:
         deploy(manifest_path())  # new runtime_env: replicas restart with the key
@@ -273,9 +284,9 @@ def test_api_key_guards_inference_and_leaves_health_open(served):
             wrong = http.post("/predict", json=body, headers={"X-API-Key": TEST_KEY + "x"})
             assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid API key")
             for route, payload in (
-                ("/invocations", {"inputs": body["records"]}),
+                ("/invocations", {INPUTS: body[RECORDS]}),
                 ("/batch", body),
-                ("/feedback", {"request_id": "abc", "label": 1}),
+                ("/feedback", {REQUEST_ID: "abc", LABEL: 1}),
             ):
                 assert http.post(route, json=payload).status_code == 401, route
             bearer = http.post(
@@ -283,7 +294,7 @@ def test_api_key_guards_inference_and_leaves_health_open(served):
             )
             assert bearer.status_code == 200, bearer.text
             header = http.post(
-                "/invocations", json={"inputs": body["records"]}, headers={"X-API-Key": TEST_KEY}
+                "/invocations", json={INPUTS: body[RECORDS]}, headers={"X-API-Key": TEST_KEY}
             )
             assert header.status_code == 200, header.text
             assert http.get("/health").status_code == 200

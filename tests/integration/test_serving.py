@@ -12,12 +12,22 @@ import psutil
 import pytest
 
 from services.datagen import generate
-from services.inference_log import read_log
+from services.inference_log import (
+    FEEDBACK_KIND,
+    LABEL,
+    MODEL_VERSION,
+    PREDICTION,
+    PREDICTIONS_KIND,
+    PROBABILITY,
+    REQUEST_ID,
+    read_log,
+)
 from services.schema import frame_to_records
 from services.settings import get_settings
 from services.spec import load_spec
 from serving.deploy import deploy
 from serving.manifest import manifest_path, set_model_version, write_text
+from serving.protocol import DF_RECORDS, DF_SPLIT, INPUTS, INSTANCES, PREDICTIONS, RECORDS
 from tests.load import realtime_replicas
 
 pytestmark = pytest.mark.integration
@@ -37,16 +47,14 @@ def client(served) -> httpx.Client:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_predict_returns_one_prediction_per_record(client, served, service):
-    response = client.post(f"/{service}/predict", json={"records": records(service, 3)})
+    response = client.post(f"/{service}/predict", json={RECORDS: records(service, 3)})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_version"] == served[service]
-    assert len(body["predictions"]) == 3
-    assert len({p["request_id"] for p in body["predictions"]}) == 3
+    assert body[MODEL_VERSION] == served[service]
+    assert len(body[PREDICTIONS]) == 3
+    assert len({p[REQUEST_ID] for p in body[PREDICTIONS]}) == 3
     if load_spec(service).task == "binary":
-        assert all(
-            0 <= p["probability"] <= 1 and p["prediction"] in (0, 1) for p in body["predictions"]
-        )
+        assert all(0 <= p[PROBABILITY] <= 1 and p[PREDICTION] in (0, 1) for p in body[PREDICTIONS])
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -54,27 +62,28 @@ def test_invocations_speaks_the_mlflow_scoring_protocol(client, service):
     rows = records(service, 2)
     frame = pd.DataFrame(rows)
     payloads = [
-        {"dataframe_records": rows},
-        {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))},
-        {"inputs": rows},
-        {"inputs": {c: frame[c].tolist() for c in frame.columns}},
+        {DF_RECORDS: rows},
+        {DF_SPLIT: json.loads(frame.to_json(orient="split", index=False))},
+        {INPUTS: rows},
+        {INSTANCES: rows},
+        {INPUTS: {c: frame[c].tolist() for c in frame.columns}},
     ]
     results = []
     for payload in payloads:
         response = client.post(f"/{service}/invocations", json=payload)
         assert response.status_code == 200, (payload, response.text)
-        results.append(response.json()["predictions"])
+        results.append(response.json()[PREDICTIONS])
     assert all(r == results[0] for r in results)
-    assert len(results[0]) == 2 and "prediction" in results[0][0]
+    assert len(results[0]) == 2 and PREDICTION in results[0][0]
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_health_and_openapi(client, served, service):
     health = client.get(f"/{service}/health").json()
-    assert health["ready"] and health["model_version"] == served[service]
+    assert health["ready"] and health[MODEL_VERSION] == served[service]
     schema = client.get(f"/{service}/openapi.json").json()
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
-    records_schema = body["schema"]["properties"]["records"]
+    records_schema = body["schema"]["properties"][RECORDS]
     assert records_schema["maxItems"] == load_spec(service).serving.max_request_rows
     assert set(records_schema["items"]["properties"]) == set(load_spec(service).feature_names)
 
@@ -95,7 +104,7 @@ def test_batch_scores_ten_thousand_rows(client, served, content):
     rows = records("fraud-detection", 10_000, seed=5)
     frame = pd.DataFrame(rows)
     if content == "json":
-        response = client.post("/fraud-detection/batch", json={"records": rows})
+        response = client.post("/fraud-detection/batch", json={RECORDS: rows})
     elif content == "csv":
         response = client.post(
             "/fraud-detection/batch",
@@ -106,8 +115,8 @@ def test_batch_scores_ten_thousand_rows(client, served, content):
         response = post_parquet(client, frame)
     assert response.status_code == 200, response.text[:500]
     body = response.json()
-    assert body["model_version"] == served["fraud-detection"]
-    assert len(body["predictions"]) == 10_000
+    assert body[MODEL_VERSION] == served["fraud-detection"]
+    assert len(body[PREDICTIONS]) == 10_000
 
 
 def test_batch_at_the_row_limit_crosses_the_deployment_handle(client, served):
@@ -116,7 +125,7 @@ def test_batch_at_the_row_limit_crosses_the_deployment_handle(client, served):
     frame = generate(spec, spec.serving.max_batch_rows, seed=8)[spec.feature_names]
     response = post_parquet(client, frame)
     assert response.status_code == 200, response.text[:500]
-    assert len(response.json()["predictions"]) == spec.serving.max_batch_rows
+    assert len(response.json()[PREDICTIONS]) == spec.serving.max_batch_rows
 
 
 def _good(service: str = "fraud-detection") -> dict:
@@ -125,16 +134,16 @@ def _good(service: str = "fraud-detection") -> dict:
 
 BAD_REQUESTS = {
     "missing field": (
-        {"records": [{k: v for k, v in _good().items() if k != "amount"}]},
+        {RECORDS: [{k: v for k, v in _good().items() if k != "amount"}]},
         422,
         "amount",
     ),
-    "wrong type": ({"records": [_good() | {"hour": "noon"}]}, 422, "hour"),
-    "out of range": ({"records": [_good() | {"amount": -5}]}, 422, "amount"),
-    "unknown category": ({"records": [_good() | {"channel": "carrier-pigeon"}]}, 422, "channel"),
-    "unknown field": ({"records": [_good() | {"colour": "red"}]}, 422, "colour"),
-    "empty list": ({"records": []}, 422, "records"),
-    "too many records": ({"records": [_good()] * 1001}, 413, "1000"),
+    "wrong type": ({RECORDS: [_good() | {"hour": "noon"}]}, 422, "hour"),
+    "out of range": ({RECORDS: [_good() | {"amount": -5}]}, 422, "amount"),
+    "unknown category": ({RECORDS: [_good() | {"channel": "carrier-pigeon"}]}, 422, "channel"),
+    "unknown field": ({RECORDS: [_good() | {"colour": "red"}]}, 422, "colour"),
+    "empty list": ({RECORDS: []}, 422, RECORDS),
+    "too many records": ({RECORDS: [_good()] * 1001}, 413, "1000"),
     "not an object": ([1, 2], 422, "body"),
 }
 
@@ -194,13 +203,13 @@ def test_batch_rejects_unknown_content_type_and_bad_rows(client, served):
 def test_feedback_is_accepted_and_bad_labels_rejected(client, served):
     assert (
         client.post(
-            "/fraud-detection/feedback", json={"request_id": "unknown-id", "label": 1}
+            "/fraud-detection/feedback", json={REQUEST_ID: "unknown-id", LABEL: 1}
         ).status_code
         == 202
     )
-    bad = client.post("/fraud-detection/feedback", json={"request_id": "abc", "label": 3})
+    bad = client.post("/fraud-detection/feedback", json={REQUEST_ID: "abc", LABEL: 3})
     assert bad.status_code == 422 and "label" in bad.json()["error"]
-    missing = client.post("/demand-forecast/feedback", json={"label": 3.5})
+    missing = client.post("/demand-forecast/feedback", json={LABEL: 3.5})
     assert missing.status_code == 422 and "request_id" in missing.json()["error"]
 
 
@@ -208,13 +217,13 @@ def test_every_served_prediction_and_feedback_reaches_the_log(client, served):
     ids = []
     for _ in range(20):
         response = client.post(
-            "/demand-forecast/predict", json={"records": records("demand-forecast", 5, seed=9)}
+            "/demand-forecast/predict", json={RECORDS: records("demand-forecast", 5, seed=9)}
         )
-        ids += [p["request_id"] for p in response.json()["predictions"]]
+        ids += [p[REQUEST_ID] for p in response.json()[PREDICTIONS]]
     for rid in ids[:10]:
         assert (
             client.post(
-                "/demand-forecast/feedback", json={"request_id": rid, "label": 12.5}
+                "/demand-forecast/feedback", json={REQUEST_ID: rid, LABEL: 12.5}
             ).status_code
             == 202
         )
@@ -226,20 +235,20 @@ def test_every_served_prediction_and_feedback_reaches_the_log(client, served):
     write_text(path, text)
     deploy(path)
     settings = get_settings()
-    logged = read_log(settings.inference_log_uri, "demand-forecast", "predictions")
-    assert set(ids) <= set(logged["request_id"])
-    assert logged["request_id"].isin(ids).sum() == len(ids)  # each exactly once
-    feedback = read_log(settings.inference_log_uri, "demand-forecast", "feedback")
-    assert set(ids[:10]) <= set(feedback["request_id"])
+    logged = read_log(settings.inference_log_uri, "demand-forecast", PREDICTIONS_KIND)
+    assert set(ids) <= set(logged[REQUEST_ID])
+    assert logged[REQUEST_ID].isin(ids).sum() == len(ids)  # each exactly once
+    feedback = read_log(settings.inference_log_uri, "demand-forecast", FEEDBACK_KIND)
+    assert set(ids[:10]) <= set(feedback[REQUEST_ID])
 
 
 def test_realtime_replicas_run_at_full_priority_without_access_lines(client, served):
     """Two serving defaults that keep the tail short (serving/k8s.py, serving/manifest.py)."""
     replicas = realtime_replicas("fraud-detection")
-    assert replicas and all(psutil.Process(int(r["pid"])).nice() == 0 for r in replicas)
+    assert replicas and all(r.pid and psutil.Process(r.pid).nice() == 0 for r in replicas)
     # Ray writes access lines in buffers of 1,000 (throughput mode): 2,000 would show, even
     # spread over two replicas
-    body = {"records": records("fraud-detection", 1)}
+    body = {RECORDS: records("fraud-detection", 1)}
     for _ in range(2_000):
         assert client.post("/fraud-detection/predict", json=body).status_code == 200
     logs = Path("/tmp/ray/session_latest/logs/serve")

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from services.datagen import generate
+from services.inference_log import PREDICTION, PROBABILITY
 from services.registry import model_uri
 from services.spec import load_spec
 
@@ -38,14 +39,14 @@ def base_rows(service: str) -> pd.DataFrame:
 
 def fraud_probability(model, frame: pd.DataFrame) -> np.ndarray:
     output = model.predict(frame)
-    assert set(output["prediction"]) <= {0, 1}
-    probability = output["probability"].to_numpy()
+    assert set(output[PREDICTION]) <= {0, 1}
+    probability = output[PROBABILITY].to_numpy()
     assert ((probability >= 0) & (probability <= 1)).all()
     return probability
 
 
 def demand(model, frame: pd.DataFrame) -> np.ndarray:
-    return model.predict(frame)["prediction"].to_numpy()
+    return model.predict(frame)[PREDICTION].to_numpy()
 
 
 def assert_raises_output(before: np.ndarray, after: np.ndarray, factor: float) -> None:
@@ -128,8 +129,8 @@ OBVIOUS_LEGIT = {
 def test_obvious_fraud_and_obvious_legitimate_transactions(fraud_model):
     frame = pd.DataFrame([OBVIOUS_FRAUD, OBVIOUS_LEGIT])
     output = fraud_model.predict(frame)
-    assert output["prediction"].tolist() == [1, 0]
-    fraud, legit = output["probability"]
+    assert output[PREDICTION].tolist() == [1, 0]
+    fraud, legit = output[PROBABILITY]
     assert fraud > 0.8
     assert legit < 0.02
 
@@ -137,8 +138,8 @@ def test_obvious_fraud_and_obvious_legitimate_transactions(fraud_model):
 def test_missing_optional_values_still_score(fraud_model):
     row = OBVIOUS_LEGIT | {"customer_age": None, "distance_from_home_km": None}
     output = fraud_model.predict(pd.DataFrame([row, OBVIOUS_LEGIT]))
-    assert output["prediction"].tolist() == [0, 0]
-    assert np.isfinite(output["probability"]).all()
+    assert output[PREDICTION].tolist() == [0, 0]
+    assert np.isfinite(output[PROBABILITY]).all()
 
 
 # --- demand-forecast --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -52,3 +53,40 @@ def test_a_serving_module_importing_training_breaks_the_contract(tmp_path):
     assert result.returncode != 0
     assert "BROKEN" in result.stdout
     assert "serving.leak -> training.train" in result.stdout
+
+
+def imported_modules(source: str) -> set[str]:
+    """Every module a source imports, at the top or inside functions."""
+    modules = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.add(node.module)
+    return modules
+
+
+def imports_of_tests(source: str) -> set[str]:
+    return {m for m in imported_modules(source) if m == "tests" or m.startswith("tests.")}
+
+
+def test_benchmarks_never_import_the_test_suite():
+    """Benchmarks run from an installed package; helpers they share with tests live there."""
+    offenders = {
+        path.name: imports_of_tests(path.read_text())
+        for path in sorted((PACKAGE_REPO / "benchmarks").rglob("*.py"))
+    }
+    assert not {name: found for name, found in offenders.items() if found}
+
+
+def test_the_benchmark_import_check_sees_imports_inside_functions():
+    source = "def run():\n    from tests.conftest import free_port\n    import tests.load\n"
+    assert imports_of_tests(source) == {"tests.conftest", "tests.load"}
+    assert not imports_of_tests("from mlops.sandbox import free_port\nimport testsuite\n")
+
+
+@pytest.mark.parametrize("path", ["services/registry_keys.py", "serving/protocol.py"])
+def test_contract_names_load_without_heavy_imports(path):
+    """Quick commands and HTTP clients read these names: MLflow or Ray must not come along."""
+    imported = imported_modules((PACKAGE_REPO / path).read_text())
+    assert {m.split(".")[0] for m in imported} <= {"__future__", "collections"}

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from mlops.cli import app
 from services.schema import record_model
 from services.spec import load_spec
+from serving.protocol import RECORDS
 
 pytestmark = pytest.mark.unit
 
@@ -26,10 +27,10 @@ def test_sample_prints_valid_records(service):
     result = sample("--service", service, "--rows", "3")
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
-    assert list(body) == ["records"]
-    assert len(body["records"]) == 3
+    assert list(body) == [RECORDS]
+    assert len(body[RECORDS]) == 3
     model = record_model(load_spec(service))
-    for record in body["records"]:
+    for record in body[RECORDS]:
         model.model_validate_json(json.dumps(record))  # strict JSON validation, as serving
 
 
@@ -44,7 +45,7 @@ def test_sample_is_deterministic_and_seeded():
 def test_sample_with_new_categories_shows_them():
     result = sample("-s", "fraud-detection", "--rows", "200", "--drift", "new-categories")
     assert result.exit_code == 0, result.output
-    merchants = {r["merchant_category"] for r in json.loads(result.stdout)["records"]}
+    merchants = {r["merchant_category"] for r in json.loads(result.stdout)[RECORDS]}
     assert "crypto_exchange" in merchants
 
 

@@ -18,10 +18,26 @@ import pyarrow.parquet as pq
 import pytest
 
 from services.datagen import generate
-from services.inference_log import read_log, write_part
+from services.inference_log import (
+    LABEL,
+    PREDICTIONS_KIND,
+    REQUEST_ID,
+    TIMESTAMP,
+    read_log,
+    write_part,
+)
 from services.schema import frame_to_records
 from services.spec import load_spec
 from serving.api import RequestError, ServiceApi
+from serving.protocol import (
+    DF_RECORDS,
+    DF_SPLIT,
+    INPUTS,
+    INSTANCES,
+    RECORDS,
+    SPLIT_COLUMNS,
+    SPLIT_DATA,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -46,12 +62,12 @@ def refused(parse: Callable[[], Any]) -> RequestError:
 
 
 def records_body(**changes: Any) -> bytes:
-    return json.dumps({"records": [RECORD | changes]}).encode()
+    return json.dumps({RECORDS: [RECORD | changes]}).encode()
 
 
 def raw_records_body(field: str, literal: str) -> bytes:
     """A body with a literal JSON token (NaN, 1e309, ...) as the value of `field`."""
-    record = json.dumps({"records": [RECORD | {field: "@@"}]})
+    record = json.dumps({RECORDS: [RECORD | {field: "@@"}]})
     return record.replace('"@@"', literal).encode()
 
 
@@ -73,10 +89,11 @@ def csv_with(column: str, value: str) -> bytes:
 
 def test_valid_bodies_parse():
     assert API.parse_records(records_body()) == [RECORD]
-    assert len(API.parse_invocations(json.dumps({"inputs": [RECORD]}).encode())) == 1
+    for key in (INPUTS, INSTANCES):  # MLflow reads both alike (TF Serving's form)
+        assert API.parse_invocations(json.dumps({key: [RECORD]}).encode()) == [RECORD]
     assert len(BATCH.parse_table(BASE.to_csv(index=False).encode(), "text/csv")) == 3
     assert len(BATCH.parse_table(parquet("amount", pa.array([1.0, 2.0, 3.0])), PARQUET)) == 3
-    assert API.parse_feedback(b'{"request_id": "abc", "label": 1}')["label"] == 1.0
+    assert API.parse_feedback(b'{"request_id": "abc", "label": 1}')[LABEL] == 1.0
 
 
 # --- malformed JSON -------------------------------------------------------------------------
@@ -204,7 +221,7 @@ def test_a_hundred_thousand_unknown_columns_are_listed_briefly():
 
 
 def test_a_long_request_id_is_422():
-    body = json.dumps({"request_id": "a" * 3_000, "label": 1}).encode()
+    body = json.dumps({REQUEST_ID: "a" * 3_000, LABEL: 1}).encode()
     error = refused(lambda: API.parse_feedback(body))
     assert error.status == 422 and "request_id" in error.message
 
@@ -257,18 +274,20 @@ def test_wrong_value_types_are_422_naming_the_field(change, field):
 @pytest.mark.parametrize(
     ("payload", "words"),
     [
-        ({"dataframe_records": "x"}, "dataframe_records"),
-        ({"dataframe_records": []}, "at least one record"),
-        ({"dataframe_split": [1]}, "dataframe_split"),
-        ({"dataframe_split": {"columns": [1, [2]], "data": [[1, 2]]}}, "dataframe_split"),
-        ({"dataframe_split": {"columns": [{"a": 1}], "data": [[1]]}}, "dataframe_split"),
-        ({"dataframe_split": {"columns": ["a", "a"], "data": [[1, 2]]}}, "dataframe_split"),
-        ({"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}, "dataframe_split"),
-        ({"inputs": {"a": [1], "b": [1, 2]}}, "inputs"),
-        ({"inputs": {}}, "inputs"),
-        ({"inputs": "x"}, "inputs"),
-        ({"instances": []}, "unsupported key 'instances'"),
-        ({"inputs": [], "dataframe_records": []}, "exactly one"),
+        ({DF_RECORDS: "x"}, DF_RECORDS),
+        ({DF_RECORDS: []}, "at least one record"),
+        ({DF_SPLIT: [1]}, DF_SPLIT),
+        ({DF_SPLIT: {SPLIT_COLUMNS: [1, [2]], SPLIT_DATA: [[1, 2]]}}, DF_SPLIT),
+        ({DF_SPLIT: {SPLIT_COLUMNS: [{"a": 1}], SPLIT_DATA: [[1]]}}, DF_SPLIT),
+        ({DF_SPLIT: {SPLIT_COLUMNS: ["a", "a"], SPLIT_DATA: [[1, 2]]}}, DF_SPLIT),
+        ({DF_SPLIT: {SPLIT_COLUMNS: ["a"], SPLIT_DATA: [[1, 2]]}}, DF_SPLIT),
+        ({INPUTS: {"a": [1], "b": [1, 2]}}, INPUTS),
+        ({INPUTS: {}}, INPUTS),
+        ({INPUTS: "x"}, INPUTS),
+        ({INSTANCES: []}, "at least one record"),
+        ({INSTANCES: [1]}, "[0]"),
+        ({"rows": []}, "unsupported key 'rows'"),
+        ({INPUTS: [], DF_RECORDS: []}, "exactly one"),
     ],
 )
 def test_wrong_mlflow_payloads_are_422(payload, words):
@@ -309,12 +328,12 @@ def test_oversized_bodies_are_413_before_parsing():
 
 
 def test_too_many_records_is_413():
-    body = json.dumps({"records": [RECORD] * (API.max_rows + 1)}).encode()
+    body = json.dumps({RECORDS: [RECORD] * (API.max_rows + 1)}).encode()
     assert refused(lambda: API.parse_records(body[: API.max_body_bytes])).status in (400, 413)
     small = ServiceApi(SPEC, 2)
-    three = json.dumps({"records": [RECORD] * 3}).encode()
+    three = json.dumps({RECORDS: [RECORD] * 3}).encode()
     assert "too many records" in refused(lambda: small.parse_records(three)).message
-    inputs = json.dumps({"inputs": [RECORD] * 3}).encode()
+    inputs = json.dumps({INPUTS: [RECORD] * 3}).encode()
     assert refused(lambda: small.parse_invocations(inputs)).status == 413
     rows = BASE.to_csv(index=False).encode()
     assert "too many rows" in refused(lambda: small.parse_table(rows, "text/csv")).message
@@ -418,10 +437,10 @@ def test_unusual_parquet_types_are_normalised_so_the_log_still_writes(column, va
     frame = BATCH.parse_table(parquet(column, values), PARQUET)
     plain = BATCH.parse_table(BASE.to_csv(index=False).encode(), "text/csv")
     stamp = pd.Timestamp.now(tz="UTC")
-    both = pd.concat([frame.assign(timestamp=stamp), plain.assign(timestamp=stamp)])
+    both = pd.concat([frame.assign(**{TIMESTAMP: stamp}), plain.assign(**{TIMESTAMP: stamp})])
     with tempfile.TemporaryDirectory() as root:
-        write_part(root, SPEC.name, "predictions", both, "test")
-        assert len(read_log(root, SPEC.name, "predictions")) == 6
+        write_part(root, SPEC.name, PREDICTIONS_KIND, both, "test")
+        assert len(read_log(root, SPEC.name, PREDICTIONS_KIND)) == 6
 
 
 # --- content types ----------------------------------------------------------------------------

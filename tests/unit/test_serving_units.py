@@ -9,7 +9,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from services.inference_log import read_log, write_part
+from services.inference_log import (
+    FEEDBACK_KIND,
+    MODEL_VERSION,
+    PREDICTIONS_KIND,
+    REQUEST_ID,
+    TIMESTAMP,
+    read_log,
+    write_part,
+)
 from services.settings import PACKAGE_REPO
 from serving import k8s, manifest
 from serving.log_writer import InferenceLogWriter
@@ -91,31 +99,29 @@ def test_invalid_versions_are_refused_and_change_nothing(manifest_copy, version)
 
 def _rows(n: int, start: int = 0) -> list[dict]:
     stamp = pd.Timestamp.now(tz="UTC")
-    return [
-        {"request_id": f"r{i}", "timestamp": stamp, "x": float(i)} for i in range(start, start + n)
-    ]
+    return [{REQUEST_ID: f"r{i}", TIMESTAMP: stamp, "x": float(i)} for i in range(start, start + n)]
 
 
 def test_log_writer_flushes_on_size_interval_and_close(tmp_path):
     uri = str(tmp_path / "log")
-    writer = InferenceLogWriter(uri, "svc", "predictions", "w", max_rows=100, interval_s=0.2)
+    writer = InferenceLogWriter(uri, "svc", PREDICTIONS_KIND, "w", max_rows=100, interval_s=0.2)
     writer.append_rows(_rows(150))  # over the size: woken at once
     writer.append_rows(_rows(3, start=150))
     writer.append_frame(pd.DataFrame(_rows(7, start=153)))
     written = writer.close()
-    frame = read_log(uri, "svc", "predictions")
-    assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(160))
+    frame = read_log(uri, "svc", PREDICTIONS_KIND)
+    assert sorted(frame[REQUEST_ID]) == sorted(f"r{i}" for i in range(160))
     assert writer.written == 160 and written >= 0
 
 
 def test_log_writer_keeps_keys_the_first_row_lacks(tmp_path):
     uri = str(tmp_path / "log")
-    writer = InferenceLogWriter(uri, "svc", "predictions", "w", interval_s=60)
+    writer = InferenceLogWriter(uri, "svc", PREDICTIONS_KIND, "w", interval_s=60)
     first, second = _rows(2)
     writer.append_rows([first, second | {"late": "x"}])
     writer.close()
     assert writer.written == 2
-    frame = read_log(uri, "svc", "predictions").sort_values("request_id")
+    frame = read_log(uri, "svc", PREDICTIONS_KIND).sort_values(REQUEST_ID)
     assert frame["late"].tolist() == [None, "x"]
     assert frame["x"].tolist() == [0.0, 1.0]
 
@@ -130,9 +136,9 @@ def test_read_log_unifies_parts_whose_columns_differ(tmp_path):
         third | {"amount": 4.0},  # a column missing
     ]
     for row in parts:
-        write_part(uri, "svc", "predictions", pa.Table.from_pylist([row]), "w")
-    frame = read_log(uri, "svc", "predictions").sort_values("request_id")
-    assert frame["request_id"].tolist() == ["r0", "r1", "r2"]
+        write_part(uri, "svc", PREDICTIONS_KIND, pa.Table.from_pylist([row]), "w")
+    frame = read_log(uri, "svc", PREDICTIONS_KIND).sort_values(REQUEST_ID)
+    assert frame[REQUEST_ID].tolist() == ["r0", "r1", "r2"]
     assert frame["amount"].dtype == "float64" and frame["count"].dtype == "float64"
     assert frame["amount"].tolist()[1:] == [2.5, 4.0] and frame["count"].tolist()[:2] == [1, 2.5]
     assert frame["amount"].isna().tolist() == [True, False, False]
@@ -141,7 +147,7 @@ def test_read_log_unifies_parts_whose_columns_differ(tmp_path):
 
 def test_log_writer_keeps_rows_when_a_write_fails(tmp_path, monkeypatch):
     uri = str(tmp_path / "log")
-    writer = InferenceLogWriter(uri, "svc", "feedback", "w", interval_s=60)
+    writer = InferenceLogWriter(uri, "svc", FEEDBACK_KIND, "w", interval_s=60)
     calls = {"n": 0}
     real = InferenceLogWriter.flush.__globals__["write_part"]
 
@@ -155,7 +161,7 @@ def test_log_writer_keeps_rows_when_a_write_fails(tmp_path, monkeypatch):
     writer.append_rows(_rows(5))
     assert writer.flush() == 0  # failed: kept
     writer.close()
-    assert len(read_log(uri, "svc", "feedback")) == 5
+    assert len(read_log(uri, "svc", FEEDBACK_KIND)) == 5
 
 
 def test_model_slot_keeps_serving_the_old_version_when_a_load_fails(monkeypatch):
@@ -172,7 +178,7 @@ def test_model_slot_keeps_serving_the_old_version_when_a_load_fails(monkeypatch)
     asyncio.run(slot.switch_to("2"))
     health = slot.health()
     assert slot.current is loaded
-    assert health["model_version"] == "1" and health["desired_version"] == "2"
+    assert health[MODEL_VERSION] == "1" and health["desired_version"] == "2"
     assert not health["ready"] and "version 2 not found" in health["error"]
     asyncio.run(slot.switch_to("1"))
     assert slot.health()["ready"] and slot.health()["error"] is None

@@ -21,10 +21,12 @@ from typer.testing import CliRunner
 
 from monitoring.simulate import SimulationConfig, simulate
 from services.datagen import generate
+from services.inference_log import LABEL, MODEL_VERSION, PREDICTION, PROBABILITY, REQUEST_ID
 from services.schema import frame_to_records
 from services.settings import PACKAGE_REPO
 from services.spec import load_spec
 from services.traffic import traffic_rows
+from serving.protocol import PREDICTIONS, RECORDS
 from tests.own_data import SERVICE as OWN
 from tests.own_data import add_service
 
@@ -50,10 +52,9 @@ def make_app(stub: Stub) -> Starlette:
         if call in stub.fail_predict_calls:
             return JSONResponse({"detail": "overloaded"}, status_code=503)
         predictions = [
-            {"request_id": uuid.uuid4().hex, "prediction": 0, "probability": 0.1}
-            for _ in body["records"]
+            {REQUEST_ID: uuid.uuid4().hex, PREDICTION: 0, PROBABILITY: 0.1} for _ in body[RECORDS]
         ]
-        return JSONResponse({"model_version": "3", "predictions": predictions})
+        return JSONResponse({MODEL_VERSION: "3", PREDICTIONS: predictions})
 
     async def feedback(request: Request) -> JSONResponse:
         body = await request.json()
@@ -99,16 +100,16 @@ def test_sends_generated_records_and_true_labels(stub):
     assert dict(result.versions) == {"3": 45}
     assert progress == [10, 10, 10, 10, 5]
     expected = generate(spec, 45, 3, "none")
-    sent = [r for body in stub.predict_bodies for r in body["records"]]
+    sent = [r for body in stub.predict_bodies for r in body[RECORDS]]
     assert sent == frame_to_records(spec, expected[spec.feature_names])
-    assert [b["label"] for b in stub.feedback_bodies] == expected[spec.target].tolist()
-    assert all(set(b) == {"request_id", "label"} for b in stub.feedback_bodies)
+    assert [b[LABEL] for b in stub.feedback_bodies] == expected[spec.target].tolist()
+    assert all(set(b) == {REQUEST_ID, LABEL} for b in stub.feedback_bodies)
 
 
 def test_drift_changes_what_is_sent(stub):
     spec = load_spec(SERVICE)
     simulate(spec, stub.url, SimulationConfig(rows=200, batch_size=200, drift="covariate"))
-    amounts = [r["amount"] for r in stub.predict_bodies[0]["records"]]
+    amounts = [r["amount"] for r in stub.predict_bodies[0][RECORDS]]
     healthy = generate(spec, 200, 0, "none")["amount"]
     assert sum(amounts) / len(amounts) > 1.5 * healthy.mean()
 

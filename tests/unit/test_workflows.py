@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from mlops.commands.gitops import new_versions, versions_markdown
+from services.registry_keys import DVC_DATA_MD5_TAG, GIT_COMMIT_TAG
 
 pytestmark = pytest.mark.unit
 
@@ -358,7 +359,7 @@ def test_new_versions_table():
     before = [{"service": "a", "version": "1"}]
     after = [
         {"service": "a", "version": "2", "metric": "roc_auc", "value": "0.9"}
-        | {"git_commit": "0123456789abcdef", "dvc_data_md5": "fedcba9876543210"},
+        | {GIT_COMMIT_TAG: "0123456789abcdef", DVC_DATA_MD5_TAG: "fedcba9876543210"},
         {"service": "a", "version": "1"},
     ]
     rows = new_versions(before, after)

@@ -1,0 +1,34 @@
+"""The names every registered model version carries: its tags and its artifacts.
+
+Training writes them (training/register.py); promotion, serving, monitoring and the CLI read
+them. No MLflow import here, so quick commands can use the names without loading MLflow.
+"""
+
+from __future__ import annotations
+
+#: Prefix of the model-version tags holding test metrics: `metric.<name>` = value.
+METRIC_TAG_PREFIX = "metric."
+#: Model-version tag: the git commit the version was trained from.
+GIT_COMMIT_TAG = "git_commit"
+#: Model-version tag: the md5 DVC recorded for the training snapshot ("untracked" without one).
+DVC_DATA_MD5_TAG = "dvc_data_md5"
+#: Model-version tag: the hash of the params that shaped the version (training.params).
+PARAMS_HASH_TAG = "params_hash"
+#: Model-version tag: the spec's evaluation metric, the one the gates compare.
+EVALUATION_METRIC_TAG = "evaluation_metric"
+#: Model-version tag: when the `production` alias was set on the version (ISO 8601, UTC).
+PROMOTED_AT_TAG = "promoted_at"
+
+#: Artifact path of the pyfunc model in the run that registered the version.
+MODEL_ARTIFACT = "model"
+#: pyfunc artifact: the XGBoost booster file.
+BOOSTER_ARTIFACT = "booster"
+#: pyfunc artifact: the service.yaml the version was trained with (it travels with the model).
+SPEC_ARTIFACT = "spec"
+#: Run-relative path of the reference sample (training rows + predictions) monitoring reads.
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+
+
+def metric_tag(metric: str) -> str:
+    """The tag holding a version's value of `metric` (e.g. `metric.roc_auc`)."""
+    return f"{METRIC_TAG_PREFIX}{metric}"
