@@ -1,6 +1,7 @@
 """`infra/k8s/rayservice.yaml`: a KubeRay RayService rendered from the serve manifest.
 
-Never edited by hand: every manifest write re-renders it and a test checks they agree.
+Never edited by hand: every change to what runs (serving.gitops.record) and `mlops render
+manifest` re-render it next to the manifest, and a test checks they agree.
 """
 
 from __future__ import annotations
