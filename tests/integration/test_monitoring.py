@@ -32,6 +32,7 @@ from services.registry import PREVIOUS, PRODUCTION, REFERENCE_ARTIFACT
 from services.spec import SPEC_FILE, load_spec
 from serving.manifest import manifest_path, versions
 from tests.conftest import name_on_main
+from training.train import frame_matrix
 
 pytestmark = pytest.mark.integration
 SERVICE = "fraud-detection"
@@ -195,13 +196,7 @@ def _register_bad_version(client: MlflowClient, tmp: Path) -> str:
     train, test = data.iloc[:5_000], data.iloc[5_000:].reset_index(drop=True)
     booster = xgb.train(
         {"objective": "binary:logistic", "max_depth": 4, "eta": 0.3},
-        xgb.DMatrix(
-            encoder.encode_frame(train),
-            label=train[spec.target],
-            feature_names=encoder.names,
-            feature_types=encoder.feature_types,
-            enable_categorical=True,
-        ),
+        frame_matrix(spec, train),
         num_boost_round=30,
     )
     booster_path = tmp / "model.ubj"
