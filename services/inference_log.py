@@ -1,9 +1,15 @@
-"""The inference log: every prediction and every feedback label, as Parquet under an fsspec URI.
+"""The inference log: every prediction, every feedback label and every refused request, as
+Parquet under an fsspec URI.
 
 Layout (one file per flush, never rewritten, so writers need no coordination):
-    <uri>/<service>/predictions/date=YYYY-MM-DD/<writer>-<seq>.parquet
-    <uri>/<service>/feedback/date=YYYY-MM-DD/<writer>-<seq>.parquet
+    <uri>/<service>/predictions/date=YYYY-MM-DD/<writer>-<seq>.parquet   answered rows
+    <uri>/<service>/feedback/date=YYYY-MM-DD/<writer>-<seq>.parquet      labels
+    <uri>/<service>/requests/date=YYYY-MM-DD/<writer>-<seq>.parquet      refused and failed
 Serving writes it (buffered, off the request path); monitoring reads it.
+
+Every request leaves one record (`REQUEST_COLUMNS`): an answered one on each of its rows in
+`predictions` (they share its `request` id), a refused or failed one (4xx, 5xx, cancelled) as
+one row in `requests`, without the body.
 """
 
 from __future__ import annotations
@@ -17,9 +23,42 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-Kind = Literal["predictions", "feedback"]
-PREDICTION_COLUMNS = ("request_id", "timestamp", "service", "model_version", "endpoint")
-FEEDBACK_COLUMNS = ("request_id", "timestamp", "service", "label")
+Kind = Literal["predictions", "feedback", "requests"]
+Variant = Literal["stable", "canary", "shadow"]
+STABLE: Variant = "stable"  # the variant of every request until rollouts name others
+Endpoint = Literal["predict", "invocations", "batch"]
+REALTIME_ENDPOINTS: tuple[Endpoint, ...] = ("predict", "invocations")  # latency SLOs judge these
+
+# column names, defined once: serving writes them, monitoring reads them
+REQUEST_ID = "request_id"  # one row's id: `<request>-<row>`
+TIMESTAMP = "timestamp"
+SERVICE = "service"
+MODEL_VERSION = "model_version"
+ENDPOINT = "endpoint"
+REQUEST = "request"  # the request's id, shared by the rows it answered
+VARIANT = "variant"
+STATUS = "status"  # HTTP status of the response
+ROWS = "rows"  # rows the request was answered with (0 when refused)
+LATENCY_MS = "latency_ms"  # in the replica, from the request's arrival to its response ready
+ERROR = "error"  # why a request was refused or failed (bounded; never the body)
+LABEL = "label"
+
+REQUEST_COLUMNS = (
+    REQUEST,
+    TIMESTAMP,
+    SERVICE,
+    ENDPOINT,
+    MODEL_VERSION,
+    VARIANT,
+    STATUS,
+    ROWS,
+    LATENCY_MS,
+)
+PREDICTION_COLUMNS = (REQUEST_ID, *REQUEST_COLUMNS)  # + features, prediction (+ probability)
+FEEDBACK_COLUMNS = (REQUEST_ID, TIMESTAMP, SERVICE, LABEL)
+REFUSED_COLUMNS = (*REQUEST_COLUMNS, ERROR)
+# names a feature may not take: the log columns written next to it
+LOG_COLUMNS = frozenset({*PREDICTION_COLUMNS, *REFUSED_COLUMNS, "prediction", "probability"})
 
 
 def kind_root(uri: str, service: str, kind: Kind) -> str:
@@ -68,8 +107,17 @@ def read_log(
         files = [f for f in files if f.split("date=")[1][:10] >= first_day]
     if not files:
         return pd.DataFrame(columns=list(columns or ()))
-    parts = [pq.read_table(f, columns=columns, filesystem=fs) for f in files]
+    parts = [_read_part(fs, f, columns) for f in files]
     frame = concat_parts(parts).to_pandas()  # one conversion to pandas
     if since is not None:
         frame = frame[frame["timestamp"] >= pd.Timestamp(since)]
     return frame.reset_index(drop=True)
+
+
+def _read_part(fs: fsspec.AbstractFileSystem, path: str, columns: list[str] | None) -> pa.Table:
+    """One part; of `columns`, those it has (parts written before a column existed lack it)."""
+    if columns is None:
+        return pq.read_table(path, filesystem=fs)
+    with fs.open(path, "rb") as handle:
+        part = pq.ParquetFile(handle)
+        return part.read(columns=[c for c in columns if c in part.schema_arrow.names])

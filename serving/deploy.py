@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from services.settings import get_settings
+from services.settings import REQUEST_TELEMETRY_ENV, get_settings
 from serving.manifest import deployable, load
 
 RUNTIME_ENV_VARS = (
@@ -19,6 +19,7 @@ RUNTIME_ENV_VARS = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLOPS_INFERENCE_LOG_URI",
     "MLOPS_API_KEY",
+    REQUEST_TELEMETRY_ENV,
 )
 TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
 
