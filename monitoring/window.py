@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from services.inference_log import read_log
+from services.inference_log import LABEL, TIMESTAMP, Kind, read_log
 
 log = logging.getLogger(__name__)
 DEFAULT_SINCE = "24h"
-LABEL = "label"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -51,27 +50,31 @@ class Window:
         return self.frame[self.frame[LABEL].notna()]
 
 
-def _read(uri: str, service: str, kind: str, since: datetime) -> pd.DataFrame:
-    frame = read_log(uri, service, kind, since=since)  # type: ignore[arg-type]
-    if frame.empty or "timestamp" not in frame:
+def _read(
+    uri: str, service: str, kind: Kind, since: datetime, columns: list[str] | None
+) -> pd.DataFrame:
+    frame = read_log(uri, service, kind, since=since, columns=columns)
+    if frame.empty or TIMESTAMP not in frame:
         return frame
-    stamps = pd.to_datetime(frame["timestamp"], utc=True)
-    return frame.assign(timestamp=stamps)[stamps >= pd.Timestamp(since)]
+    stamps = pd.to_datetime(frame[TIMESTAMP], utc=True)
+    return frame.assign(**{TIMESTAMP: stamps})[stamps >= pd.Timestamp(since)]
 
 
-def _read_log(uri: str, service: str, kind: str, since: datetime) -> pd.DataFrame:
+def read_since(
+    uri: str, service: str, kind: Kind, since: datetime, columns: list[str] | None = None
+) -> pd.DataFrame:
     """read_log with the day-partition pruning; tolerates naive (UTC) timestamps in the log."""
     try:
-        return _read(uri, service, kind, since)
+        return _read(uri, service, kind, since, columns)
     except TypeError:  # naive timestamps in the log: compare as naive UTC
-        frame = read_log(uri, service, kind, since=since.replace(tzinfo=None))  # type: ignore[arg-type]
-        return frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True))
+        frame = read_log(uri, service, kind, since=since.replace(tzinfo=None), columns=columns)
+        return frame.assign(**{TIMESTAMP: pd.to_datetime(frame[TIMESTAMP], utc=True)})
 
 
 def load_window(uri: str, service: str, since: datetime, model_version: str) -> Window:
     """Predictions of `model_version` since `since`, joined with the latest label per request."""
-    predictions = _read_log(uri, service, "predictions", since)
-    feedback = _read_log(uri, service, "feedback", since)
+    predictions = read_since(uri, service, "predictions", since)
+    feedback = read_since(uri, service, "feedback", since)
     if predictions.empty:
         return Window(since, predictions.assign(**{LABEL: pd.Series(dtype=float)}), 0)
     predictions = predictions.drop_duplicates("request_id", keep="last")

@@ -148,3 +148,19 @@ def test_the_local_head_exports_metrics_on_a_fixed_loopback_port(monkeypatch, tm
     (command,) = started
     assert "--metrics-export-port=18080" in command
     assert "--node-ip-address=127.0.0.1" in command and "--dashboard-host=127.0.0.1" in command
+
+
+@pytest.mark.parametrize(("flag", "code"), [([], 0), (["--fail-on-slo"], 1)])
+def test_monitor_fails_on_an_slo_breach_only_when_asked(monkeypatch, flag, code):
+    """A breach outside the revert window: reported, and the exit status with --fail-on-slo."""
+    from dataclasses import replace
+
+    from tests.constructed import result, slow_after_promotion
+
+    late = result(replace(slow_after_promotion(), hours_since_promotion=200.0))
+    monkeypatch.setattr("monitoring.monitor.monitor_service", lambda name, options: late)
+    outcome = runner.invoke(app, ["monitor", "--service", "fraud-detection", *flag])
+    assert outcome.exit_code == code, outcome.output
+    assert "Traceback" not in outcome.output and "none" in outcome.stderr
+    if code:
+        assert "SLO breached: fraud-detection: p99 latency 250.0 ms" in outcome.stderr
