@@ -169,3 +169,37 @@ def test_refused_requests_keep_no_body(traffic):
     assert len(refused) >= INVALID
     assert not {"amount", "records", "body"} & set(refused.columns)
     assert refused["error"].str.len().max() <= 200
+
+
+def test_the_benchmarks_switch_turns_the_replicas_records_off_and_on_again(traffic):
+    """benchmarks/telemetry_ab.py redeploys with MLOPS_REQUEST_TELEMETRY=0, then without."""
+    from benchmarks.load import LoadResult
+    from benchmarks.telemetry_ab import measure_cost
+
+    settings = get_settings()
+    url = f"{settings.serve_url}/{SERVICE}/predict"
+    body = httpx.Request("POST", "/", json=predict_body(SERVICE)).content.decode()
+    sent: dict[str, list[str]] = {"off": [], "on": []}
+
+    def measure(name: str, url: str, body: str, connections: int, _s: int) -> LoadResult:
+        side = name.rsplit(" ", 1)[1]
+        with httpx.Client(timeout=30) as http:
+            for _ in range(5):
+                answer = http.post(url, content=body, headers={"content-type": "application/json"})
+                sent[side].append(answer.json()["predictions"][0]["request_id"])
+        return LoadResult(name, connections, 1.0, 1.0, 1.0, 0)
+
+    cost = measure_cost(url, body, duration_s=1, warmup_s=1, rounds=1, measure=measure)
+    assert [r.name for r in cost.off + cost.on] == [
+        "request telemetry off",
+        "request telemetry on",
+    ]
+    deadline = time.monotonic() + FLUSH_WAIT_S
+    while True:
+        rows = read_log(settings.inference_log_uri, SERVICE, "predictions", traffic["start"])
+        rows = rows.set_index("request_id")
+        if set(sent["off"] + sent["on"]) <= set(rows.index) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert rows.loc[sent["off"], "request"].isna().all()  # logged, without a record
+    assert rows.loc[sent["on"], "request"].notna().all()
