@@ -114,19 +114,13 @@ def _train_and_promote(tmp: Path) -> None:
         metric_tag,
     )
     from services.spec import SPEC_FILE, load_spec
+    from training.train import frame_matrix
 
     spec = load_spec(SERVICE)
     client = connect()
     data = generate(spec, 20_000, seed=1)
     encoder = FeatureEncoder(spec)
-    matrix = xgb.DMatrix(
-        encoder.encode_frame(data),
-        label=data[spec.target],
-        feature_names=encoder.names,
-        feature_types=encoder.feature_types,
-        enable_categorical=True,
-    )
-    booster = xgb.train(spec.model.params, matrix, num_boost_round=100)
+    booster = xgb.train(spec.model.params, frame_matrix(spec, data), num_boost_round=100)
     booster.save_model(tmp / "model.ubj")
     reference = data.sample(5_000, random_state=0).reset_index(drop=True)
     outputs = prediction_frame(spec, booster.inplace_predict(encoder.encode_frame(reference)))

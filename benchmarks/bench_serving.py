@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from benchmarks import telemetry_ab
 from benchmarks.load import LoadResult, run_wrk
 from serving.protocol import DF_RECORDS, RECORDS
 
@@ -256,6 +257,13 @@ def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[st
             asdict(r)
             for r in realtime(body, repo / "models" / SERVICE / "model.ubj", version, duration_s)
         ]
+        log.info("request telemetry: off and on, alternating")
+        cost = telemetry_ab.measure_cost(
+            f"{settings.serve_url}/{SERVICE}/predict", body, duration_s, WARMUP_S
+        )
+        results["telemetry"] = {
+            side: [asdict(r) for r in getattr(cost, side)] for side in ("on", "off")
+        }
         log.info("batch: %d rows", rows)
         results["batch"] = batch(rows, workdir, version)
         log.info("monitor: %d rows", monitor_rows)
@@ -372,6 +380,7 @@ def report(results: dict[str, Any]) -> str:
             f"{cores * 1000 / cpu[bare]:,.0f}: the gap is Ray Serve's per-request work, not "
             "the model (the same `inplace_predict` call in both).",
         ]
+    lines += telemetry_ab.report_lines(results.get("telemetry"))
     p, m = results["pipeline"], results["monitor"]
     lines += [
         "",

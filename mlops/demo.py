@@ -17,18 +17,32 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
-from services.settings import get_settings, repo_root, tool
+from services.settings import Settings, get_settings, repo_root, tool
 from services.spec import load_catalogue
 from serving.protocol import RECORDS
 
-console = Console()
 DRIFTED_SERVICE = "fraud-detection"
 HEALTHY_ROWS = 1_500
 DRIFTED_ROWS = 1_500
+ROWS_PER_REQUEST = 5  # 300 requests per 1,500 rows: enough for the SLOs to be judged
 LOG_FLUSH_WAIT_S = 4.0  # replicas flush the inference log every 2 s
+WIDE = 160  # columns of the output when it is not a terminal (`make demo > demo.log`)
+
+
+def demo_console(**options: Any) -> Console:
+    """Lines never wrapped (paths and URLs stay whole); wide tables when not on a terminal,
+    where Rich would otherwise assume 80 columns and cut cells."""
+    out = Console(soft_wrap=True, **options)
+    if not out.is_terminal:
+        out.width = max(out.width, WIDE)
+    return out
+
+
+console = demo_console()
 
 
 @dataclass
@@ -80,7 +94,13 @@ def send_traffic(service: str, rows: int, drift: str, seed: int) -> None:
     from monitoring.simulate import SimulationConfig, simulate
     from services.spec import load_spec
 
-    config = SimulationConfig(rows=rows, drift=drift, feedback=True, seed=seed)  # type: ignore[arg-type]
+    config = SimulationConfig(
+        rows=rows,
+        drift=drift,  # type: ignore[arg-type]
+        feedback=True,
+        batch_size=ROWS_PER_REQUEST,
+        seed=seed,
+    )
     result = simulate(load_spec(service), get_settings().serve_url, config)
     console.print(
         f"{service}: {result.sent} predictions ({drift} traffic), {result.failed} failed, "
@@ -120,24 +140,34 @@ def retrain_from_branch(branch: str, service: str) -> None:
         run([tool("dvc"), "repro", f"register@{service}"], tree, env)
 
 
-def summary(state: DemoState) -> None:
-    from services.catalogue_report import registered_versions
+def _requests(result: Any) -> tuple[str, str, str]:
+    """p99 latency, 5xx rate and SLO verdict of the production version the monitor measured."""
+    if result is None:
+        return "-", "-", "-"
+    stats, verdict = result.measurements.requests, result.slo_checks[0][1].status.value
+    if stats is None:
+        return "-", "-", verdict
+    p99 = "-" if stats.p99_latency_ms is None else f"{stats.p99_latency_ms:.1f} ms"
+    return p99, f"{stats.server_error_rate:.2%}", verdict
 
-    settings = get_settings()
+
+def summary_table(
+    state: DemoState, registered: list[dict[str, Any]], settings: Settings
+) -> tuple[Table, list[str]]:
+    """Short figures in the table (folded, never cut, when narrow); paths and URLs below it,
+    one whole line each."""
+    names = ("versions (metric)", "drift share", "p99 latency", "5xx rate", "SLO", "decision")
     table = Table(
-        "service",
-        "serving",
-        "versions (metric)",
-        "drift share",
-        "decision",
-        "pull request",
-        "report",
+        Column("service", no_wrap=True),
+        Column("serving", no_wrap=True),
+        *(Column(name, overflow="fold") for name in names),
+        box=box.SIMPLE_HEAD,
     )
-    rows = registered_versions(list(load_catalogue()))
+    links = []
     for service in load_catalogue():
-        versions = ", ".join(
+        versions = "\n".join(
             f"v{r['version']} ({r['metric']}={float(r['value']):.3f})"
-            for r in rows
+            for r in registered
             if r["service"] == service
         )
         result = state.monitor.get(service)
@@ -146,15 +176,26 @@ def summary(state: DemoState) -> None:
             f"v{state.versions.get(service, '-')}",
             versions,
             _share(result) if result else "-",
+            *_requests(result),
             result.action if result else "-",
-            result.pull_request.url if result and result.pull_request else "-",
-            str(result.report_html) if result and result.report_html else "-",
         )
+        if result and result.pull_request:
+            links.append(f"{service} pull request: {result.pull_request.url}")
+        if result and result.report_html:
+            links.append(f"{service} Evidently report: {result.report_html}")
+    links += [f"MLflow UI: {settings.tracking_uri}", f"Ray dashboard: {settings.dashboard_url}"]
+    links.append(f"Prometheus metrics: {settings.metrics_url}")
+    links += [f"{name} OpenAPI docs: {settings.serve_url}/{name}/docs" for name in load_catalogue()]
+    return table, links
+
+
+def summary(state: DemoState) -> None:
+    from services.catalogue_report import registered_versions
+
+    table, links = summary_table(state, registered_versions(list(load_catalogue())), get_settings())
     console.print(table)
-    console.print(f"MLflow UI      {settings.tracking_uri}")
-    console.print(f"Ray dashboard  {settings.dashboard_url}")
-    for service in load_catalogue():
-        console.print(f"OpenAPI docs   {settings.serve_url}/{service}/docs")
+    for line in links:
+        console.print(line, markup=False, highlight=False)
 
 
 def run_demo() -> DemoState:

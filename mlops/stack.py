@@ -29,6 +29,9 @@ HAPROXY_STATE_DIR = "/tmp/haproxy-serve/"  # Ray Serve's default HAProxy config 
 # Data's file-listing tasks a whole CPU, so at one per core a `mlops batch-score` job would
 # wait forever beside scaled-up replicas; real CPU use stays bounded by nthread=1 per model.
 LOCAL_LOGICAL_CPUS = 2 * (os.cpu_count() or 1)
+# The local head's node address: Ray's Prometheus endpoint (and its other per-node servers)
+# bind loopback only when the node is 127.0.0.1, all interfaces otherwise.
+LOCAL_NODE_IP = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,12 @@ def ray_status(settings: Settings) -> ComponentStatus:
     )
 
 
+def metrics_status(settings: Settings) -> ComponentStatus:
+    """Ray's Prometheus endpoint on the local head (request metrics per service and version)."""
+    url = settings.metrics_url
+    return ComponentStatus("metrics", _http_ok(url), url, _is_local(settings.ray_address))
+
+
 def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
     status = ray_status(settings)
     if status.healthy or not status.managed:
@@ -161,13 +170,20 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
             f"port {port} is taken but no Ray dashboard answers at {settings.dashboard_url}: "
             "a Ray head left half-stopped (run `ray stop --force`) or another program"
         )
+    if _listening(LOCAL_NODE_IP, settings.metrics_port):
+        raise RuntimeError(
+            f"port {settings.metrics_port} (Ray's Prometheus endpoint) is taken by another "
+            "program: set MLOPS_METRICS_PORT to a free port"
+        )
     command = [
         tool("ray"),
         "start",
         "--head",
         f"--port={port}",
+        f"--node-ip-address={LOCAL_NODE_IP}",
         f"--num-cpus={LOCAL_LOGICAL_CPUS}",
         "--dashboard-host=127.0.0.1",
+        f"--metrics-export-port={settings.metrics_port}",
         "--disable-usage-stats",
     ]
     started = subprocess.run(
@@ -180,6 +196,7 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
         reason = (started.stderr or started.stdout).strip().splitlines() or ["no output"]
         raise RuntimeError(f"`ray start` failed (exit {started.returncode}): {reason[-1]}")
     _wait(lambda: ray_status(settings).healthy, "Ray head", timeout_s)
+    _wait(lambda: metrics_status(settings).healthy, "Ray's Prometheus endpoint", timeout_s)
     return ray_status(settings)
 
 
@@ -211,6 +228,8 @@ def up(with_ray: bool = True) -> list[ComponentStatus]:
     started = [mlflow_up(settings)]
     if with_ray:
         started.append(ray_up(settings))
+        if started[-1].managed:
+            started.append(metrics_status(settings))
     return started
 
 
@@ -222,4 +241,5 @@ def down() -> None:
 
 def status() -> list[ComponentStatus]:
     settings = get_settings()
-    return [mlflow_status(settings), ray_status(settings)]
+    ray = ray_status(settings)
+    return [mlflow_status(settings), ray, *([metrics_status(settings)] if ray.managed else [])]

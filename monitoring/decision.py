@@ -1,8 +1,12 @@
 """Decision rules: measured drift and performance + the spec's thresholds -> what to do.
 
 Pure functions over small typed values, so the rules are tested on constructed numbers.
-Precedence: insufficient-data > retrain > revert > none.
+Precedence: SLO revert > insufficient-data > retrain > revert > none.
 
+- SLO revert: production was promoted within `revert_window_hours`, and breaches an SLO
+  (`monitoring.slo`) that the previous version met, both judged on enough requests. It comes
+  first: a version that fails or slows down requests goes back whatever the data says (with
+  every request failing, there are no prediction rows to measure drift on).
 - insufficient-data: fewer rows than `min_rows` in the window (reported, never an error).
 - retrain: the share of drifted input features reaches `feature_drift_share` (the world changed).
 - revert: production was promoted within `revert_window_hours`, a `previous` version exists,
@@ -10,14 +14,20 @@ Precedence: insufficient-data > retrain > revert > none.
   stays below its own threshold (the model changed, not the data), or the labelled
   performance is worse than the previous version's registered metric by `performance_margin`.
 - none: otherwise.
+
+An SLO breach that leads to no revert (outside the window, no previous version, or one that was
+not judged or breached it too) is reported in the notes and in `slo_breaches`; too few requests
+are reported, never a decision.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-from services.spec import Monitoring
+from monitoring.requests import RequestStats
+from monitoring.slo import SloCheck, SloStatus, SloTargets, judge, regressions
+from services.spec import Monitoring, Slo
 
 
 class Action(StrEnum):
@@ -37,10 +47,11 @@ class Thresholds:
     min_rows: int
     revert_window_hours: float
     performance_margin: float
+    slo: SloTargets = field(default_factory=lambda: SloTargets.from_spec(Slo()))
 
     @classmethod
-    def from_spec(cls, monitoring: Monitoring) -> Thresholds:
-        return cls(**monitoring.model_dump())
+    def from_spec(cls, monitoring: Monitoring, slo: Slo) -> Thresholds:
+        return cls(**monitoring.model_dump(), slo=SloTargets.from_spec(slo))
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,8 @@ class Measurements:
     production_version: str
     previous_version: str | None
     hours_since_promotion: float | None
+    requests: RequestStats | None = None  # the production version's request records
+    previous_requests: RequestStats | None = None  # the previous version's (its baseline)
 
 
 @dataclass(frozen=True)
@@ -80,23 +93,71 @@ class Decision:
     action: Action
     reasons: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    slo_breaches: tuple[str, ...] = ()  # the production version's, whatever the action
+
+
+def slo_checks(m: Measurements, t: Thresholds) -> tuple[SloCheck, SloCheck | None]:
+    """The production version and the previous one against the SLOs."""
+    previous = m.previous_version
+    return (
+        judge(m.production_version, m.requests, t.slo),
+        None if previous is None else judge(previous, m.previous_requests, t.slo),
+    )
 
 
 def decide(m: Measurements, t: Thresholds) -> Decision:
     """Apply the rules in order of precedence; every decision says why."""
+    production, previous = slo_checks(m, t)
+    breaches = tuple(production.breaches.values())
+    slo_revert = regressions(production, previous) if recently_promoted(m, t) else []
+    if slo_revert:
+        return Decision(Action.REVERT, (*slo_revert, _revert_context(m, t)), (), breaches)
+    slo_notes = tuple(_slo_notes(m, t, production, previous))
     if m.rows < t.min_rows:
         return Decision(
             Action.INSUFFICIENT_DATA,
             (f"{m.rows} rows in the window, fewer than min_rows {t.min_rows}",),
+            slo_notes,
+            breaches,
         )
-    notes = tuple(_notes(m, t))
+    notes = (*_notes(m, t), *slo_notes)
     feature_drift = _feature_drift(m, t)
     if feature_drift is not None:
-        return Decision(Action.RETRAIN, (feature_drift,), notes)
+        return Decision(Action.RETRAIN, (feature_drift,), notes, breaches)
     revert = _revert_reasons(m, t)
     if revert:
-        return Decision(Action.REVERT, tuple(revert), notes)
-    return Decision(Action.NONE, tuple(_none_reasons(m, t)), notes)
+        return Decision(Action.REVERT, tuple(revert), notes, breaches)
+    return Decision(Action.NONE, tuple(_none_reasons(m, t)), notes, breaches)
+
+
+def _slo_notes(
+    m: Measurements, t: Thresholds, production: SloCheck, previous: SloCheck | None
+) -> list[str]:
+    """What the SLOs say when they decide nothing: too few requests, or a breach and why it
+    is only reported."""
+    version = f"v{m.production_version}"
+    if production.status is SloStatus.NOT_MEASURED:
+        return [f"SLOs not judged: no request records of {version} in the window"]
+    if production.status is SloStatus.TOO_FEW_REQUESTS:
+        count = 0 if production.stats is None else production.stats.requests
+        return [
+            f"SLOs not judged: {count} requests of {version} in the window, "
+            f"fewer than min_requests {t.slo.min_requests}"
+        ]
+    if production.status is SloStatus.MET:
+        return []
+    if not recently_promoted(m, t):
+        why = f"promoted outside the {t.revert_window_hours:g} h revert window"
+    elif previous is None:
+        why = "no previous version to revert to"
+    elif not previous.judged:
+        why = f"previous v{previous.version} not judged ({previous.status.value})"
+    else:
+        why = f"previous v{previous.version} breached it too"
+    return [
+        f"SLO breached by {version}: {text}; reported only ({why})"
+        for text in production.breaches.values()
+    ]
 
 
 def _feature_drift(m: Measurements, t: Thresholds) -> str | None:
@@ -148,11 +209,14 @@ def _revert_reasons(m: Measurements, t: Thresholds) -> list[str]:
         )
     if not triggers:
         return []
-    context = (
+    return [*triggers, _revert_context(m, t)]
+
+
+def _revert_context(m: Measurements, t: Thresholds) -> str:
+    return (
         f"production v{m.production_version} was promoted {m.hours_since_promotion:.1f} h ago "
         f"(window {t.revert_window_hours:g} h); previous version is v{m.previous_version}"
     )
-    return [*triggers, context]
 
 
 def _none_reasons(m: Measurements, t: Thresholds) -> list[str]:

@@ -19,6 +19,7 @@ from monitoring.drift import measure_drift
 from monitoring.performance import live_metrics
 from monitoring.production import Production, load_production, load_reference
 from monitoring.pull_requests import PullRequestOpener, opener_from_env
+from monitoring.requests import baseline_start, read_requests, stats_by_version
 from monitoring.result import MonitorResult
 from monitoring.window import DEFAULT_SINCE, Window, load_window, parse_since
 from services.model import load_registered
@@ -61,7 +62,7 @@ def monitor_service(service: str, options: MonitorOptions | None = None) -> Moni
     now = options.now or datetime.now(UTC)
     settings = get_settings()
     catalogue = load_spec(service)  # thresholds, and what a retrain pull request shapes
-    thresholds = Thresholds.from_spec(catalogue.monitoring)
+    thresholds = Thresholds.from_spec(catalogue.monitoring, catalogue.slo)
     client = connect()
     production = load_production(client, service)
     # drift and quality are measured on the columns, target and metric the production
@@ -72,6 +73,10 @@ def monitor_service(service: str, options: MonitorOptions | None = None) -> Moni
     log.info(
         "%s: %d rows (%d labelled) since %s", service, window.rows, len(window.labelled), since
     )
+    records = read_requests(
+        settings.inference_log_uri, service, baseline_start(since, production.promoted_at)
+    )
+    requests = stats_by_version(records, production.current.version, since)
 
     folder = report.output_dir(settings.home, service, now)
     drift, live = None, {}
@@ -92,6 +97,10 @@ def monitor_service(service: str, options: MonitorOptions | None = None) -> Moni
         production_version=production.current.version,
         previous_version=None if production.previous is None else production.previous.version,
         hours_since_promotion=production.hours_since_promotion(now),
+        requests=requests.get(production.current.version),
+        previous_requests=None
+        if production.previous is None
+        else requests.get(production.previous.version),
     )
     result = MonitorResult(
         service=service,
@@ -106,6 +115,7 @@ def monitor_service(service: str, options: MonitorOptions | None = None) -> Moni
         promoted_at_source=production.promoted_at_source,
         alias_note=production.alias_note,
         live_metrics=live,
+        requests=requests,
         columns=() if drift is None else drift.columns,
         prediction=None if drift is None else drift.prediction,
         output_dir=folder,

@@ -65,6 +65,8 @@ def markdown(result: MonitorResult, heading: str = "##") -> str:
         f"| hours since promotion | <= {t.revert_window_hours:g} "
         f"| {_num(m.hours_since_promotion, 1)} |",
         "",
+        *_slo_lines(result),
+        "",
         "**Reasons**",
         "",
         *[f"- {reason}" for reason in result.decision.reasons],
@@ -86,6 +88,41 @@ def markdown(result: MonitorResult, heading: str = "##") -> str:
         lines += ["", f"Live metrics on {result.labelled_rows} labelled rows: {values}."]
     lines += ["", *_output_lines(result)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def _slo_lines(result: MonitorResult) -> list[str]:
+    """Requests, latency and error rates per version, next to the SLOs."""
+    slo = result.thresholds.slo
+    lines = [
+        "",
+        f"SLOs: p99 latency <= {slo.p99_latency_ms:g} ms (answered real-time requests), "
+        f"5xx rate <= {slo.error_rate:.2%}, judged from {slo.min_requests} requests.",
+        "",
+        "| version | requests | p50 ms | p99 ms | 5xx rate | 4xx rate | SLO |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for role, check in result.slo_checks:
+        s = check.stats
+        figures = (
+            ["0", "n/a", "n/a", "n/a", "n/a"]
+            if s is None
+            else [
+                str(s.requests),
+                _ms(s.p50_latency_ms),
+                _ms(s.p99_latency_ms),
+                f"{s.server_error_rate:.2%}",
+                f"{s.client_error_rate:.2%}",
+            ]
+        )
+        verdict = check.status.value
+        if check.breaches:
+            verdict += ": " + ", ".join(check.breaches)
+        lines.append(f"| v{check.version} ({role}) | {' | '.join(figures)} | {verdict} |")
+    return lines
 
 
 def _output_lines(result: MonitorResult) -> list[str]:

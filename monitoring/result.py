@@ -7,9 +7,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitoring.decision import Decision, Measurements, Thresholds
+from monitoring.decision import Decision, Measurements, Thresholds, slo_checks
 from monitoring.drift import ColumnDrift
 from monitoring.pull_requests import PullRequestResult
+from monitoring.requests import RequestStats
+from monitoring.slo import SloCheck, judge
 
 
 @dataclass
@@ -26,6 +28,7 @@ class MonitorResult:
     promoted_at_source: str
     alias_note: str | None = None  # the `production` alias disagrees with the manifest on main
     live_metrics: dict[str, float] = field(default_factory=dict)
+    requests: dict[str, RequestStats] = field(default_factory=dict)  # per model version
     columns: tuple[ColumnDrift, ...] = ()
     prediction: ColumnDrift | None = None
     output_dir: Path | None = None
@@ -40,6 +43,22 @@ class MonitorResult:
     @property
     def action(self) -> str:
         return self.decision.action.value
+
+    @property
+    def slo_checks(self) -> list[tuple[str, SloCheck]]:
+        """(role, check) of production, previous and any other version with requests."""
+        m, targets = self.measurements, self.thresholds.slo
+        production, previous = slo_checks(m, self.thresholds)
+        checks = [("production", production)]
+        if previous is not None:
+            checks.append(("previous", previous))
+        named = {m.production_version, m.previous_version}
+        checks += [
+            ("other", judge(version, stats, targets))
+            for version, stats in self.requests.items()
+            if version not in named
+        ]
+        return checks
 
     def to_json(self) -> dict[str, Any]:
         m = self.measurements
@@ -68,6 +87,11 @@ class MonitorResult:
                 "performance": asdict(m.performance),
                 "live_metrics": self.live_metrics,
             },
+            "slo": {
+                "targets": asdict(self.thresholds.slo),
+                "breaches": list(self.decision.slo_breaches),
+                "versions": [_slo_json(role, check) for role, check in self.slo_checks],
+            },
             "columns": [asdict(c) for c in self.columns],
             "prediction_drift": None if self.prediction is None else asdict(self.prediction),
             "decision": self.action,
@@ -82,6 +106,24 @@ class MonitorResult:
             "pull_request": None if self.pull_request is None else asdict(self.pull_request),
             "pull_request_note": self.pull_request_note,
         }
+
+
+def _slo_json(role: str, check: SloCheck) -> dict[str, Any]:
+    stats = check.stats
+    figures: dict[str, Any] = {}
+    if stats is not None:
+        figures = asdict(stats) | {
+            "server_error_rate": stats.server_error_rate,
+            "client_error_rate": stats.client_error_rate,
+        }
+    return {
+        "version": check.version,
+        "role": role,
+        "status": check.status.value,
+        **figures,
+        "breaches": check.breaches,
+        "met": check.met,
+    }
 
 
 def _str(path: Path | None) -> str | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from mlflow import MlflowClient
 
@@ -36,6 +38,14 @@ def run_metrics(result: MonitorResult) -> dict[str, float]:
         "prediction_drift": m.prediction_drift,
         "hours_since_promotion": m.hours_since_promotion,
     }
+    if m.requests is not None:  # the production version's request figures
+        values |= {
+            "requests": float(m.requests.requests),
+            "p50_latency_ms": m.requests.p50_latency_ms,
+            "p99_latency_ms": m.requests.p99_latency_ms,
+            "server_error_rate": m.requests.server_error_rate,
+            "client_error_rate": m.requests.client_error_rate,
+        }
     values |= {f"live_{name}": value for name, value in result.live_metrics.items()}
     values |= {f"drift_{c.column}": c.score for c in result.columns}
     return {k: float(v) for k, v in values.items() if v is not None}
@@ -46,12 +56,14 @@ def log_result(client: MlflowClient, run_id: str, result: MonitorResult) -> None
     m = result.measurements
     for key, value in run_metrics(result).items():
         client.log_metric(run_id, key, value)
-    for key, value in vars(result.thresholds).items():
+    for key, value in _flat(asdict(result.thresholds)).items():
         client.log_param(run_id, f"threshold.{key}", value)
     client.log_param(run_id, "since", result.since.isoformat())
+    production_slo = result.slo_checks[0][1]
     tags = {
         "service": result.service,
         "decision": result.action,
+        "slo": production_slo.status.value,
         "production_version": m.production_version,
         "previous_version": m.previous_version or "",
     }
@@ -59,6 +71,17 @@ def log_result(client: MlflowClient, run_id: str, result: MonitorResult) -> None
         client.set_tag(run_id, key, value)
     if result.report_html:
         client.log_artifact(run_id, str(result.report_html))
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested thresholds as dotted keys (`slo.p99_latency_ms`)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def finish_run(client: MlflowClient, run_id: str, files: list[Path], failed: bool = False) -> None:

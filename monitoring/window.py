@@ -16,6 +16,7 @@ from services.inference_log import (
     PREDICTIONS_KIND,
     REQUEST_ID,
     TIMESTAMP,
+    Kind,
     read_log,
 )
 
@@ -58,27 +59,31 @@ class Window:
         return self.frame[self.frame[LABEL].notna()]
 
 
-def _read(uri: str, service: str, kind: str, since: datetime) -> pd.DataFrame:
-    frame = read_log(uri, service, kind, since=since)  # type: ignore[arg-type]
+def _read(
+    uri: str, service: str, kind: Kind, since: datetime, columns: list[str] | None
+) -> pd.DataFrame:
+    frame = read_log(uri, service, kind, since=since, columns=columns)
     if frame.empty or TIMESTAMP not in frame:
         return frame
     stamps = pd.to_datetime(frame[TIMESTAMP], utc=True)
     return frame.assign(**{TIMESTAMP: stamps})[stamps >= pd.Timestamp(since)]
 
 
-def _read_log(uri: str, service: str, kind: str, since: datetime) -> pd.DataFrame:
+def read_since(
+    uri: str, service: str, kind: Kind, since: datetime, columns: list[str] | None = None
+) -> pd.DataFrame:
     """read_log with the day-partition pruning; tolerates naive (UTC) timestamps in the log."""
     try:
-        return _read(uri, service, kind, since)
+        return _read(uri, service, kind, since, columns)
     except TypeError:  # naive timestamps in the log: compare as naive UTC
-        frame = read_log(uri, service, kind, since=since.replace(tzinfo=None))  # type: ignore[arg-type]
+        frame = read_log(uri, service, kind, since=since.replace(tzinfo=None), columns=columns)
         return frame.assign(**{TIMESTAMP: pd.to_datetime(frame[TIMESTAMP], utc=True)})
 
 
 def load_window(uri: str, service: str, since: datetime, model_version: str) -> Window:
     """Predictions of `model_version` since `since`, joined with the latest label per request."""
-    predictions = _read_log(uri, service, PREDICTIONS_KIND, since)
-    feedback = _read_log(uri, service, FEEDBACK_KIND, since)
+    predictions = read_since(uri, service, PREDICTIONS_KIND, since)
+    feedback = read_since(uri, service, FEEDBACK_KIND, since)
     if predictions.empty:
         return Window(since, predictions.assign(**{LABEL: pd.Series(dtype=float)}), 0)
     predictions = predictions.drop_duplicates(REQUEST_ID, keep="last")

@@ -1,11 +1,17 @@
-"""The inference log: every prediction and every feedback label, as Parquet under an fsspec URI.
+"""The inference log: every prediction, every feedback label and every refused request, as
+Parquet under an fsspec URI.
 
 Layout (one file per flush, never rewritten, so writers need no coordination):
-    <uri>/<service>/predictions/date=YYYY-MM-DD/<writer>-<seq>.parquet
-    <uri>/<service>/feedback/date=YYYY-MM-DD/<writer>-<seq>.parquet
+    <uri>/<service>/predictions/date=YYYY-MM-DD/<writer>-<seq>.parquet   answered rows
+    <uri>/<service>/feedback/date=YYYY-MM-DD/<writer>-<seq>.parquet      labels
+    <uri>/<service>/requests/date=YYYY-MM-DD/<writer>-<seq>.parquet      refused and failed
 Serving writes it (buffered, off the request path); monitoring reads it. The column names
 below are the stored format: parts already written keep them, so they change only with a
 migration of the log.
+
+Every request leaves one record (`REQUEST_COLUMNS`): an answered one on each of its rows in
+`predictions` (they share its `request` id), a refused or failed one (4xx, 5xx, cancelled) as
+one row in `requests`, without the body.
 """
 
 from __future__ import annotations
@@ -19,11 +25,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-Kind = Literal["predictions", "feedback"]
+Kind = Literal["predictions", "feedback", "requests"]
 #: Log of every served row: its features, the columns of PREDICTION_COLUMNS and the outputs.
 PREDICTIONS_KIND: Kind = "predictions"
 #: Log of every label sent to /feedback: the columns of FEEDBACK_COLUMNS.
 FEEDBACK_KIND: Kind = "feedback"
+#: Log of every refused or failed request: the columns of REFUSED_COLUMNS, never the body.
+REQUESTS_KIND: Kind = "requests"
+Variant = Literal["stable", "canary", "shadow"]
+STABLE: Variant = "stable"  # the variant of every request until rollouts name others
+Endpoint = Literal["predict", "invocations", "batch"]
+REALTIME_ENDPOINTS: tuple[Endpoint, ...] = ("predict", "invocations")  # latency SLOs judge these
 
 #: Column: the id of one served row (`<request uuid>-<row>`), the key feedback joins on.
 REQUEST_ID = "request_id"
@@ -35,6 +47,18 @@ SERVICE = "service"
 MODEL_VERSION = "model_version"
 #: Column: the endpoint that served the row (predict, invocations, batch).
 ENDPOINT = "endpoint"
+#: Column: the request's id, shared by the rows it answered.
+REQUEST = "request"
+#: Column: the variant that answered (stable; canary or shadow during a rollout).
+VARIANT = "variant"
+#: Column: the HTTP status of the response.
+STATUS = "status"
+#: Column: the rows the request was answered with (0 when refused).
+ROWS = "rows"
+#: Column: latency in the replica, from the request's arrival to its response being ready.
+LATENCY_MS = "latency_ms"
+#: Column: why a request was refused or failed (bounded; never the body).
+ERROR = "error"
 #: Column: the model output, a class (binary) or a value (regression).
 PREDICTION = "prediction"
 #: Column: the probability of the positive class (binary services only).
@@ -42,8 +66,22 @@ PROBABILITY = "probability"
 #: Column: the true target sent to /feedback.
 LABEL = "label"
 
-PREDICTION_COLUMNS = (REQUEST_ID, TIMESTAMP, SERVICE, MODEL_VERSION, ENDPOINT)
+REQUEST_COLUMNS = (
+    REQUEST,
+    TIMESTAMP,
+    SERVICE,
+    ENDPOINT,
+    MODEL_VERSION,
+    VARIANT,
+    STATUS,
+    ROWS,
+    LATENCY_MS,
+)
+PREDICTION_COLUMNS = (REQUEST_ID, *REQUEST_COLUMNS)  # + features, prediction (+ probability)
 FEEDBACK_COLUMNS = (REQUEST_ID, TIMESTAMP, SERVICE, LABEL)
+REFUSED_COLUMNS = (*REQUEST_COLUMNS, ERROR)
+# names a feature may not take: the log columns written next to it
+LOG_COLUMNS = frozenset({*PREDICTION_COLUMNS, *REFUSED_COLUMNS, PREDICTION, PROBABILITY})
 
 
 def kind_root(uri: str, service: str, kind: Kind) -> str:
@@ -92,8 +130,17 @@ def read_log(
         files = [f for f in files if f.split("date=")[1][:10] >= first_day]
     if not files:
         return pd.DataFrame(columns=list(columns or ()))
-    parts = [pq.read_table(f, columns=columns, filesystem=fs) for f in files]
+    parts = [_read_part(fs, f, columns) for f in files]
     frame = concat_parts(parts).to_pandas()  # one conversion to pandas
     if since is not None:
         frame = frame[frame[TIMESTAMP] >= pd.Timestamp(since)]
     return frame.reset_index(drop=True)
+
+
+def _read_part(fs: fsspec.AbstractFileSystem, path: str, columns: list[str] | None) -> pa.Table:
+    """One part; of `columns`, those it has (parts written before a column existed lack it)."""
+    if columns is None:
+        return pq.read_table(path, filesystem=fs)
+    with fs.open(path, "rb") as handle:
+        part = pq.ParquetFile(handle)
+        return part.read(columns=[c for c in columns if c in part.schema_arrow.names])

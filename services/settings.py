@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_REPO = Path(__file__).resolve().parent.parent  # the checkout this package lives in
+# "0" turns the replicas' request records and metrics off: for the benchmark's A/B only
+REQUEST_TELEMETRY_ENV = "MLOPS_REQUEST_TELEMETRY"
 
 
 def repo_root() -> Path:
@@ -28,10 +30,16 @@ class Settings:
     serve_url: str
     inference_log_uri: str
     dashboard_url: str
+    metrics_port: int  # the local Ray head's Prometheus endpoint (loopback)
+    request_telemetry: bool  # request records and metrics in the replicas (off: benchmarking)
 
     @property
     def mlflow_port(self) -> int:
         return int(self.tracking_uri.rsplit(":", 1)[-1].split("/")[0])
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
 
 def get_settings() -> Settings:
@@ -45,6 +53,8 @@ def get_settings() -> Settings:
         serve_url=env.get("MLOPS_SERVE_URL", "http://127.0.0.1:8000").rstrip("/"),
         inference_log_uri=env.get("MLOPS_INFERENCE_LOG_URI", str(home / "inference-log")),
         dashboard_url=env.get("MLOPS_DASHBOARD_URL", "http://127.0.0.1:8265"),
+        metrics_port=int(env.get("MLOPS_METRICS_PORT", "8080")),
+        request_telemetry=env.get(REQUEST_TELEMETRY_ENV, "1") != "0",
     )
 
 

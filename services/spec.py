@@ -153,6 +153,18 @@ class Monitoring(_Strict):
     performance_margin: float = Field(default=0.05, ge=0)
 
 
+class Slo(_Strict):
+    """Service-level objectives of every version, judged by the monitor on its request records.
+
+    Latency is of answered real-time requests (/predict, /invocations), measured in the replica;
+    the error rate counts 5xx (and failed) responses of every request, /batch included.
+    """
+
+    p99_latency_ms: float = Field(default=100.0, gt=0, le=60_000)
+    error_rate: float = Field(default=0.01, ge=0, lt=1, description="share of 5xx responses")
+    min_requests: int = Field(default=200, ge=1, description="requests before a version is judged")
+
+
 class ServiceSpec(_Strict):
     """Everything the platform knows about one ML service."""
 
@@ -166,6 +178,7 @@ class ServiceSpec(_Strict):
     promotion: Promotion = Promotion()
     serving: Serving = Serving()
     monitoring: Monitoring = Monitoring()
+    slo: Slo = Slo()
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ServiceSpec:
@@ -173,6 +186,14 @@ class ServiceSpec(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise _FieldError(("features",), f"duplicate feature names: {', '.join(duplicates)}")
+        from services.inference_log import LOG_COLUMNS  # pandas and pyarrow: only when needed
+
+        clashes = sorted(LOG_COLUMNS.intersection(names))
+        if clashes:
+            raise _FieldError(
+                ("features",),
+                f"feature names taken by inference-log columns: {', '.join(clashes)}",
+            )
         if self.target in names:
             raise _FieldError(("target",), f"'{self.target}' is also listed as a feature")
         if self.evaluation.metric not in TASK_METRICS[self.task]:

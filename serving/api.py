@@ -312,10 +312,14 @@ def _canonical(spec: ServiceSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def new_request_ids(count: int) -> list[str]:
-    """`<request uuid>-<row>`: unique per row, shared prefix per request, cheap for 100k rows."""
-    prefix = uuid.uuid4().hex
-    return [f"{prefix}-{row}" for row in range(count)]
+def new_request() -> str:
+    """A request's id (a uuid): the `request` column of its record, the prefix of its rows' ids."""
+    return uuid.uuid4().hex
+
+
+def row_ids(request: str, count: int) -> list[str]:
+    """`<request>-<row>`: unique per row, shared prefix per request, cheap for 100k rows."""
+    return [f"{request}-{row}" for row in range(count)]
 
 
 def now() -> datetime:

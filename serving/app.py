@@ -9,8 +9,11 @@ travels with the served version.
 pickles by value.)
 """
 
+import asyncio
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,20 +34,24 @@ from services.inference_log import (
     REQUEST_ID,
     SERVICE,
     TIMESTAMP,
+    Endpoint,
 )
 from services.settings import get_settings
-from serving.api import RequestError, check_size, new_request_ids, now
+from serving.api import RequestError, ServiceApi, check_size, new_request, now, row_ids
 from serving.auth import ApiKeyAuth
 from serving.log_writer import InferenceLogWriter
 from serving.manifest import BATCH, MODEL_VERSION_KEY, REALTIME
 from serving.model_slot import LoadedModel, ModelSlot
 from serving.protocol import PREDICTIONS
+from serving.telemetry import RequestTelemetry, started_at
 
 log = logging.getLogger(__name__)
 # Dynamic batching: requests already queued are scored together, none waits for company
 # (a wait would add straight to single-connection latency).
 MAX_BATCH_SIZE = 64
 BATCH_WAIT_S = 0.0
+Parse = Callable[[ServiceApi, bytes], list[dict[str, Any]]]  # body -> validated records
+Shape = Callable[[str, list[dict[str, Any]]], dict[str, Any]]  # version, predictions -> body
 
 
 class AppArgs(BaseModel):
@@ -76,6 +83,15 @@ def _error(exc: RequestError) -> Response:
     return response
 
 
+def _predict_body(version: str, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {MODEL_VERSION: version, PREDICTIONS: predictions}
+
+
+def _invocations_body(version: str, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    """MLflow's scoring answer: predictions without request ids."""
+    return {PREDICTIONS: [{k: v for k, v in p.items() if k != REQUEST_ID} for p in predictions]}
+
+
 def _replica_id() -> str:
     try:
         return serve.get_replica_context().replica_id.unique_id
@@ -85,7 +101,7 @@ def _replica_id() -> str:
 
 class _Replica:
     """State every replica of a service holds: its model slot (the served version, with the
-    spec it was trained with) and its log writer."""
+    spec it was trained with), its log writer and its request telemetry."""
 
     def __init__(self, service: str, max_rows: int, endpoint: str) -> None:
         self.service = service
@@ -95,6 +111,9 @@ class _Replica:
         writer = f"{endpoint}-{_replica_id()}"
         self.predictions_log = InferenceLogWriter(
             settings.inference_log_uri, service, PREDICTIONS_KIND, writer
+        )
+        self.telemetry = RequestTelemetry(
+            service, settings.inference_log_uri, writer, settings.request_telemetry
         )
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
@@ -110,20 +129,28 @@ class _Replica:
             )
         return self.slot.current
 
-    def log_records(
-        self,
-        records: list[dict[str, Any]],
-        predictions: list[dict[str, Any]],
-        version: str,
-        endpoint: str,
-    ) -> None:
-        """Append served rows (features + request id + prediction) to the inference log."""
-        meta = {
+    def version_now(self, served: LoadedModel | None = None) -> str | None:
+        """The version a request was (or would have been) answered by."""
+        current = served or self.slot.current
+        return None if current is None else current.version
+
+    def row_meta(self, version: str, endpoint: Endpoint, record: dict[str, Any]) -> dict[str, Any]:
+        """Columns every logged row of one answered request shares (its request record too)."""
+        return {
             TIMESTAMP: now(),
             SERVICE: self.service,
             MODEL_VERSION: version,
             ENDPOINT: endpoint,
+            **record,
         }
+
+    def log_records(
+        self,
+        records: list[dict[str, Any]],
+        predictions: list[dict[str, Any]],
+        meta: dict[str, Any],
+    ) -> None:
+        """Append served rows (features + request id + prediction + `meta`) to the log."""
         self.predictions_log.append_rows(
             [
                 {**record, **meta, **prediction}
@@ -201,13 +228,32 @@ def realtime_deployment(args: AppArgs) -> Any:
                 check_size(request.headers.get("content-length"), max_rows)
             return await request.body()
 
-        async def _respond(
-            self, served: LoadedModel, records: list[dict[str, Any]], endpoint: str
-        ) -> dict[str, Any]:
-            raw = await self._score(served, records)
-            predictions = served.api.predictions(raw, new_request_ids(len(records)))
-            self.log_records(records, predictions, served.version, endpoint)
-            return {MODEL_VERSION: served.version, PREDICTIONS: predictions}
+        async def _realtime(
+            self, request: Request, endpoint: Endpoint, parse: Parse, shape: Shape
+        ) -> Response:
+            """Admit, read, parse, score and answer one request; every outcome is recorded,
+            its latency measured from here to the encoded response."""
+            started = time.perf_counter()
+            served: LoadedModel | None = None
+            try:
+                served = self._admit(request)
+                records = parse(served.api, await self._read(request, served.api.max_rows))
+                raw = await self._score(served, records)
+                key = new_request()
+                predictions = served.api.predictions(raw, row_ids(key, len(records)))
+                response = _json(shape(served.version, predictions))
+                record = self.telemetry.answered(
+                    endpoint, served.version, key, len(records), started
+                )
+                self.log_records(
+                    records, predictions, self.row_meta(served.version, endpoint, record)
+                )
+                return response
+            except (Exception, asyncio.CancelledError) as exc:
+                self.telemetry.refused(endpoint, self.version_now(served), exc, started)
+                if isinstance(exc, RequestError):
+                    return _error(exc)
+                raise
 
         @api.post(
             "/predict",
@@ -215,41 +261,29 @@ def realtime_deployment(args: AppArgs) -> Any:
             response_description="Model version and one prediction per record",
         )
         async def predict(self, request: Request) -> Response:
-            try:
-                served = self._admit(request)
-                body = await self._read(request, served.api.max_rows)
-                return _json(await self._respond(served, served.api.parse_records(body), "predict"))
-            except RequestError as exc:
-                return _error(exc)
+            return await self._realtime(request, "predict", ServiceApi.parse_records, _predict_body)
 
         @api.post("/invocations", summary="MLflow scoring protocol")
         async def invocations(self, request: Request) -> Response:
-            try:
-                served = self._admit(request)
-                body = await self._read(request, served.api.max_rows)
-                records = served.api.parse_invocations(body)
-                result = await self._respond(served, records, "invocations")
-                return _json(
-                    {
-                        PREDICTIONS: [
-                            {k: v for k, v in p.items() if k != REQUEST_ID}
-                            for p in result[PREDICTIONS]
-                        ]
-                    }
-                )
-            except RequestError as exc:
-                return _error(exc)
+            return await self._realtime(
+                request, "invocations", ServiceApi.parse_invocations, _invocations_body
+            )
 
         @api.post("/batch", summary="Score a large JSON, CSV or Parquet table")
         async def batch(self, request: Request) -> Response:
+            """Forwarded to the Batch deployment, which records what it answers or refuses;
+            refusals here (401, 413) and a Batch replica that never answered are recorded here."""
+            started, arrived = time.perf_counter(), time.time()
             try:
                 self.auth.check(request.headers)
                 body = await self._read(request, self.max_batch_rows)
-            except RequestError as exc:
-                return _error(exc)
-            status, encoded = await self.batch.score.remote(
-                body, request.headers.get("content-type", "application/json")
-            )
+                content_type = request.headers.get("content-type", "application/json")
+                status, encoded = await self.batch.score.remote(body, content_type, arrived)
+            except (Exception, asyncio.CancelledError) as exc:
+                self.telemetry.refused("batch", self.version_now(), exc, started)
+                if isinstance(exc, RequestError):
+                    return _error(exc)
+                raise
             return _raw_json(encoded, status)
 
         @api.post("/feedback", status_code=202, summary="Record the true label of a prediction")
@@ -282,6 +316,7 @@ def realtime_deployment(args: AppArgs) -> Any:
         def __del__(self) -> None:
             self.predictions_log.close()
             self.feedback_log.close()
+            self.telemetry.close()
 
     return Realtime
 
@@ -294,38 +329,41 @@ class Batch(_Replica):
         settings = AppArgs.model_validate(app_args)
         super().__init__(settings.service, settings.max_batch_rows, "batch")
 
-    def score(self, body: bytes, content_type: str) -> tuple[int, bytes]:
+    def score(
+        self, body: bytes, content_type: str, arrived: float | None = None
+    ) -> tuple[int, bytes]:
         """Status and encoded JSON: bytes cross the handle far cheaper than 100k dicts.
 
         A plain method, so Ray Serve runs it in its thread pool: XGBoost releases the GIL, and
         one request's prediction overlaps the other's parsing and encoding (+30% rows/s).
+        The request's latency runs from `arrived` (wall clock, the ingress's arrival).
         """
+        started = time.perf_counter() if arrived is None else started_at(arrived)
+        served: LoadedModel | None = None
         try:
             served = self.served()
             frame = served.api.parse_table(body, content_type)
-        except RequestError as exc:
-            return exc.status, _encode(exc.body())
-        model = served.model
-        raw = model.predict_matrix(model.encoder.encode_frame(frame))
-        ids = new_request_ids(len(frame))
-        columns = served.api.prediction_columns(raw)
-        self.predictions_log.append_frame(
-            frame.assign(
-                **{
-                    REQUEST_ID: ids,
-                    TIMESTAMP: now(),
-                    SERVICE: self.service,
-                    MODEL_VERSION: served.version,
-                    ENDPOINT: "batch",
-                },
-                **columns,
-            )
-        )
-        predictions = served.api.predictions(raw, ids)
-        return 200, _encode({MODEL_VERSION: served.version, PREDICTIONS: predictions})
+            model = served.model
+            raw = model.predict_matrix(model.encoder.encode_frame(frame))
+            key = new_request()
+            ids = row_ids(key, len(frame))
+            predictions = served.api.predictions(raw, ids)
+            encoded = _encode(_predict_body(served.version, predictions))
+            record = self.telemetry.answered("batch", served.version, key, len(frame), started)
+            meta = self.row_meta(served.version, "batch", record)
+            columns = served.api.prediction_columns(raw)
+            self.predictions_log.append_frame(frame.assign(**{REQUEST_ID: ids}, **meta, **columns))
+            return 200, encoded
+        except Exception as exc:  # answered as JSON: the ingress must not record it again
+            status = self.telemetry.refused("batch", self.version_now(served), exc, started)
+            if isinstance(exc, RequestError):
+                return status, _encode(exc.body())
+            log.exception("%s: /batch failed", self.service)
+            return status, _encode({"error": f"internal error ({type(exc).__name__})"})
 
     def __del__(self) -> None:
         self.predictions_log.close()
+        self.telemetry.close()
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from services.settings import get_settings
+from services.settings import REQUEST_TELEMETRY_ENV, get_settings
 from serving.manifest import deployable, load
 
 if TYPE_CHECKING:  # Ray's schema module imports Ray: read at run time, inside functions
@@ -24,6 +24,7 @@ RUNTIME_ENV_VARS = (
     "MLFLOW_TRACKING_PASSWORD",
     "MLOPS_INFERENCE_LOG_URI",
     "MLOPS_API_KEY",
+    REQUEST_TELEMETRY_ENV,
 )
 
 

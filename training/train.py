@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import xgboost as xgb
 
 from services.encoding import FeatureEncoder
@@ -17,7 +18,11 @@ DEFAULT_THREADS = 1
 
 def dmatrix(spec: ServiceSpec, split: str) -> xgb.DMatrix:
     """A split as an XGBoost matrix with categorical columns marked."""
-    frame = load_split(spec, split)
+    return frame_matrix(spec, load_split(spec, split))
+
+
+def frame_matrix(spec: ServiceSpec, frame: pd.DataFrame) -> xgb.DMatrix:
+    """Rows with the spec's features and target as an XGBoost matrix (categoricals marked)."""
     encoder = FeatureEncoder(spec)
     return xgb.DMatrix(
         encoder.encode_frame(frame),

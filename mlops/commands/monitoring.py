@@ -6,13 +6,14 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from mlops.console import console, fail, run_guarded
 from services.datagen import DRIFT_KINDS
 
 if TYPE_CHECKING:
     from monitoring.result import MonitorResult
+
 
 DriftKind = Enum("DriftKind", {k.replace("-", "_"): k for k in DRIFT_KINDS}, type=str)  # type: ignore[misc]
 DECISION_STYLE = {
@@ -29,12 +30,14 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def result_table(result: MonitorResult) -> Table:
     """Thresholds vs measured values, the decision, its reasons and where the outputs are."""
+    from monitoring.slo import summary as slo_summary
+
     m, t, p = result.measurements, result.thresholds, result.measurements.performance
     style = DECISION_STYLE.get(result.action, "white")
     table = Table(
         "check",
         "threshold",
-        "measured",
+        Column("measured", overflow="fold"),  # long paths fold onto the next line, never cut
         title=f"{result.service}: production v{m.production_version} -> "
         f"[bold {style}]{result.action}[/]",
         title_justify="left",
@@ -58,6 +61,13 @@ def result_table(result: MonitorResult) -> Table:
         f"<= {t.revert_window_hours:g}",
         f"{_fmt(m.hours_since_promotion, 1)} ({result.promoted_at_source})",
     )
+    slo = result.thresholds.slo
+    for role, check in result.slo_checks:
+        table.add_row(
+            f"SLO v{check.version} ({role})",
+            f"p99 <= {slo.p99_latency_ms:g} ms, 5xx <= {slo.error_rate:.2%}",
+            slo_summary(check, slo),
+        )
     for reason in result.decision.reasons:
         table.add_row("reason", "", reason)
     for note in result.decision.notes:
@@ -95,10 +105,18 @@ def register(app: typer.Typer) -> None:
                 "the last 24h, but not before the production version was promoted."
             ),
         ] = None,
+        fail_on_slo: Annotated[
+            bool,
+            typer.Option(
+                "--fail-on-slo",
+                help="Exit 1 when a production version breaches an SLO (after every check).",
+            ),
+        ] = False,
     ) -> None:
-        """Drift and performance of production versions -> retrain / revert / none.
+        """Drift, performance and SLOs of production versions -> retrain / revert / none.
 
-        Exits 0 whatever the decision; non-zero only on errors (including a failed PR).
+        Exits 0 whatever the decision; non-zero on errors (including a failed PR), and with
+        --fail-on-slo when a production version breaches an SLO.
         """
         from monitoring.monitor import MonitorOptions, monitor_service
         from monitoring.production import NotInProduction
@@ -111,7 +129,7 @@ def register(app: typer.Typer) -> None:
             run_guarded(lambda: parse_since(since))
         names = service_names() if all_services else list(service or [])
         options = MonitorOptions(since=since, open_pr=open_pr)
-        errors = 0
+        errors, breaches = 0, []
         for name in names:
             try:
                 result: Any = run_guarded(lambda name=name: monitor_service(name, options))
@@ -120,8 +138,11 @@ def register(app: typer.Typer) -> None:
                 continue
             console.print(result_table(result))
             errors += int(result.pull_request_error)
+            breaches += [f"{name}: {text}" for text in result.decision.slo_breaches]
         if errors:
             fail(f"{errors} pull request(s) could not be opened; see the summaries")
+        if fail_on_slo and breaches:
+            fail("SLO breached: " + "; ".join(breaches))
 
     @app.command()
     def simulate(

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.bench_serving import report, server
 from benchmarks.load import parse_wrk, run_wrk
+from benchmarks.telemetry_ab import report_lines
 from mlops.sandbox import free_port
 from services.datagen import generate
 from services.schema import frame_to_records
@@ -88,3 +89,16 @@ def test_report_states_every_target():
     assert "| `/batch` (Parquet bodies of max_batch_rows) | 600,000 | 60% |" in text
     for target in ("<= 60 s", "<= 5 s", "<= 30 s", "<= 2 GiB", "<= 2 ms", "<= 20 ms"):
         assert target in text
+
+
+def test_report_states_what_request_telemetry_costs():
+    def run(rate: float) -> dict:
+        return {"requests_per_s": rate, "p50_ms": 5.0, "p99_ms": 12.0, "cpu_ms_per_request": 0.7}
+
+    text = "\n".join(
+        report_lines({"on": [run(2_850.0), run(2_870.0)], "off": [run(2_950.0), run(2_990.0)]})
+    )
+    assert "| on | 2 | 2860 | 5.00 | 12.00 | 0.70 |" in text
+    assert "| off | 2 | 2970 |" in text
+    assert "cost 3.7% of the requests/s" in text
+    assert report_lines(None) == []  # results of runs before the A/B existed

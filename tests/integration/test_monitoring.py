@@ -40,6 +40,7 @@ from services.registry_keys import (
 from services.spec import SPEC_FILE, load_spec
 from serving.manifest import MODEL_VERSION_KEY, manifest_path, versions
 from tests.conftest import name_on_main
+from training.train import frame_matrix
 
 pytestmark = pytest.mark.integration
 SERVICE = "fraud-detection"
@@ -203,13 +204,7 @@ def _register_bad_version(client: MlflowClient, tmp: Path) -> str:
     train, test = data.iloc[:5_000], data.iloc[5_000:].reset_index(drop=True)
     booster = xgb.train(
         {"objective": "binary:logistic", "max_depth": 4, "eta": 0.3},
-        xgb.DMatrix(
-            encoder.encode_frame(train),
-            label=train[spec.target],
-            feature_names=encoder.names,
-            feature_types=encoder.feature_types,
-            enable_categorical=True,
-        ),
+        frame_matrix(spec, train),
         num_boost_round=30,
     )
     booster_path = tmp / "model.ubj"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 
 import pytest
 from typer.testing import CliRunner
@@ -80,6 +81,16 @@ def test_unknown_service_in_a_stage_is_a_clean_error():
     assert "Traceback" not in result.output
 
 
+@pytest.fixture
+def other_clusters_untouched(monkeypatch):
+    """`stack up` stops HAProxy processes an earlier head left: on this machine they may
+    belong to a live cluster of another checkout, so these tests never look for them."""
+    from mlops import stack
+
+    monkeypatch.setattr(stack, "_stop_orphaned_haproxy", lambda: None)
+
+
+@pytest.mark.usefixtures("other_clusters_untouched")
 def test_stack_up_names_a_taken_ray_port_instead_of_starting(monkeypatch, tmp_path):
     with socket.socket() as taken, socket.socket() as free:
         taken.bind(("127.0.0.1", 0))
@@ -95,3 +106,62 @@ def test_stack_up_names_a_taken_ray_port_instead_of_starting(monkeypatch, tmp_pa
     assert "Traceback" not in result.output
     assert f"port {port} is taken but no Ray dashboard answers" in result.stderr
     assert "ray stop --force" in result.stderr
+
+
+def _stack_env(monkeypatch, tmp_path, metrics_port: int) -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))  # closed again: nothing answers or listens there
+        ray_port, dashboard = free.getsockname()[1], free.getsockname()[1]
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.invalid:5000")  # not managed
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{ray_port}")
+    monkeypatch.setenv("MLOPS_DASHBOARD_URL", f"http://127.0.0.1:{dashboard}")
+    monkeypatch.setenv("MLOPS_METRICS_PORT", str(metrics_port))
+
+
+@pytest.mark.usefixtures("other_clusters_untouched")
+def test_stack_up_names_a_taken_metrics_port_instead_of_starting(monkeypatch, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        _stack_env(monkeypatch, tmp_path, taken.getsockname()[1])
+        result = runner.invoke(app, ["stack", "up"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "(Ray's Prometheus endpoint) is taken" in result.stderr
+    assert "MLOPS_METRICS_PORT" in result.stderr
+
+
+@pytest.mark.usefixtures("other_clusters_untouched")
+def test_the_local_head_exports_metrics_on_a_fixed_loopback_port(monkeypatch, tmp_path):
+    """Ray binds its Prometheus endpoint to loopback only on a node whose address is 127.0.0.1."""
+    from mlops import stack
+
+    started: list[list[str]] = []
+
+    def ray_start(command, **_):
+        started.append(command)
+        return subprocess.CompletedProcess(command, 1, "", "no Ray here\n")
+
+    _stack_env(monkeypatch, tmp_path, 18080)
+    monkeypatch.setattr(stack.subprocess, "run", ray_start)
+    result = runner.invoke(app, ["stack", "up"])
+    assert result.exit_code == 1 and "no Ray here" in result.stderr
+    (command,) = started
+    assert "--metrics-export-port=18080" in command
+    assert "--node-ip-address=127.0.0.1" in command and "--dashboard-host=127.0.0.1" in command
+
+
+@pytest.mark.parametrize(("flag", "code"), [([], 0), (["--fail-on-slo"], 1)])
+def test_monitor_fails_on_an_slo_breach_only_when_asked(monkeypatch, flag, code):
+    """A breach outside the revert window: reported, and the exit status with --fail-on-slo."""
+    from dataclasses import replace
+
+    from tests.constructed import result, slow_after_promotion
+
+    late = result(replace(slow_after_promotion(), hours_since_promotion=200.0))
+    monkeypatch.setattr("monitoring.monitor.monitor_service", lambda name, options: late)
+    outcome = runner.invoke(app, ["monitor", "--service", "fraud-detection", *flag])
+    assert outcome.exit_code == code, outcome.output
+    assert "Traceback" not in outcome.output and "none" in outcome.stderr
+    if code:
+        assert "SLO breached: fraud-detection: p99 latency 250.0 ms" in outcome.stderr

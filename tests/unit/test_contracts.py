@@ -24,8 +24,9 @@ VOCABULARIES: dict[str, ModuleType] = {
     "serving/protocol.py": protocol,
 }
 # Words too common to scan for: they name other things in every layer (a service's folder,
-# CLI rows and run tags; the data folder and the `mlops data` commands).
-COMMON_WORDS = {"service", "data"}
+# CLI rows and run tags; the data folder and the `mlops data` commands; the HTTP status, error
+# bodies, row counts and resource requests of JSON answers, tables and Kubernetes objects).
+COMMON_WORDS = {"service", "data", "status", "error", "rows", "requests"}
 # The same string, meaning something else where it stands.
 ELSEWHERE = {
     ("model_version", "serving/manifest.py"): "the manifest's user_config key (MODEL_VERSION_KEY)",
@@ -35,6 +36,7 @@ ELSEWHERE = {
     ("promoted_at", "monitoring/result.py"): "a field of the monitor's summary JSON",
     ("columns", "monitoring/result.py"): "a field of the monitor's summary JSON",
     ("endpoint", "benchmarks/bench_serving.py"): "a field of benchmarks/results.json",
+    ("endpoint", "serving/telemetry.py"): "a label of the Prometheus request metrics",
 }
 
 
@@ -140,17 +142,21 @@ def test_the_stored_log_format_is_pinned():
     """Parts already written carry these names: renaming one needs a migration of the log."""
     assert inference_log.PREDICTION_COLUMNS == (
         "request_id",
+        "request",
         "timestamp",
         "service",
-        "model_version",
         "endpoint",
+        "model_version",
+        "variant",
+        "status",
+        "rows",
+        "latency_ms",
     )
     assert inference_log.FEEDBACK_COLUMNS == ("request_id", "timestamp", "service", "label")
+    assert inference_log.REFUSED_COLUMNS == (*inference_log.REQUEST_COLUMNS, "error")
     assert (inference_log.PREDICTION, inference_log.PROBABILITY) == ("prediction", "probability")
-    assert (inference_log.PREDICTIONS_KIND, inference_log.FEEDBACK_KIND) == (
-        "predictions",
-        "feedback",
-    )
+    kinds = (inference_log.PREDICTIONS_KIND, inference_log.FEEDBACK_KIND)
+    assert (*kinds, inference_log.REQUESTS_KIND) == ("predictions", "feedback", "requests")
 
 
 def test_registered_versions_keep_their_tag_and_artifact_names():

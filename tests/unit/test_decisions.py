@@ -6,36 +6,23 @@ from dataclasses import replace
 
 import pytest
 
-from monitoring.decision import Action, Measurements, Performance, Thresholds, decide
-from services.spec import Monitoring, load_spec
+from monitoring.decision import Action, Performance, Thresholds, decide
+from monitoring.slo import SloTargets
+from services.spec import Monitoring, Slo, load_spec
+from tests.constructed import HEALTHY
+from tests.constructed import THRESHOLDS as T
 
 pytestmark = pytest.mark.unit
-
-T = Thresholds(
-    feature_drift_share=0.3,
-    prediction_drift_threshold=0.1,
-    column_drift_threshold=0.1,
-    min_rows=500,
-    revert_window_hours=72,
-    performance_margin=0.05,
-)
-HEALTHY = Measurements(
-    rows=2_000,
-    feature_drift_share=0.0,
-    drifted_columns=0,
-    total_columns=13,
-    prediction_drift=0.02,
-    performance=Performance("roc_auc", True, live=0.90, registered=0.91, previous=0.90),
-    production_version="2",
-    previous_version="1",
-    hours_since_promotion=5.0,
-)
 
 
 def test_thresholds_come_from_the_spec():
     spec = load_spec("fraud-detection")
-    assert Thresholds.from_spec(spec.monitoring) == Thresholds(**spec.monitoring.model_dump())
-    assert Thresholds.from_spec(Monitoring()).min_rows == 500
+    thresholds = Thresholds.from_spec(spec.monitoring, spec.slo)
+    assert thresholds == Thresholds(
+        **spec.monitoring.model_dump(), slo=SloTargets(**spec.slo.model_dump())
+    )
+    assert thresholds.slo == SloTargets(p99_latency_ms=100, error_rate=0.01, min_requests=200)
+    assert Thresholds.from_spec(Monitoring(), Slo()).min_rows == 500
 
 
 def test_healthy_traffic_needs_nothing():

@@ -128,7 +128,50 @@ INVALID = {
         lambda r: r["evaluation"].update(decision_threshold=1.5),
         ["evaluation.decision_threshold"],
     ),
+    "p99 latency objective of zero": (
+        lambda r: r["slo"].update(p99_latency_ms=0),
+        ["slo.p99_latency_ms", "greater than 0"],
+    ),
+    "error-rate objective of 100%": (
+        lambda r: r["slo"].update(error_rate=1.0),
+        ["slo.error_rate", "less than 1"],
+    ),
+    "negative error-rate objective": (
+        lambda r: r["slo"].update(error_rate=-0.1),
+        ["slo.error_rate", "greater than or equal to 0"],
+    ),
+    "SLOs judged from no requests": (
+        lambda r: r["slo"].update(min_requests=0),
+        ["slo.min_requests", "greater than or equal to 1"],
+    ),
+    "unknown SLO": (
+        lambda r: r["slo"].update(p95_latency_ms=50),
+        ["slo.p95_latency_ms", "Extra inputs"],
+    ),
+    "a feature named like an inference-log column": (
+        lambda r: r["features"].append({"name": "latency_ms", "type": "numeric"}),
+        ["features", "taken by inference-log columns: latency_ms"],
+    ),
 }
+
+
+@pytest.mark.parametrize("name", service_names())
+def test_shipped_slos_leave_a_wide_margin_over_todays_serving(name):
+    """p99 of a few ms and no 5xx on 2 cores (benchmarks/RESULTS.md): far inside both."""
+    slo = load_spec(name).slo
+    assert slo.p99_latency_ms >= 50 and 0 < slo.error_rate <= 0.05 and slo.min_requests >= 100
+    assert shipped_raw(name)["slo"] == slo.model_dump()  # written out, not left to defaults
+
+
+def test_slo_defaults_apply_when_the_section_is_absent(tmp_path):
+    raw = shipped_raw()
+    raw.pop("slo")
+    spec = load_spec_file(write_spec(tmp_path, raw))
+    assert spec.slo.model_dump() == {
+        "p99_latency_ms": 100.0,
+        "error_rate": 0.01,
+        "min_requests": 200,
+    }
 
 
 @pytest.mark.parametrize("case", INVALID)

@@ -324,6 +324,18 @@ def test_monitor_input_is_validated_and_token_documented():
     assert "=~" in validate["run"]
 
 
+def test_a_scheduled_monitor_run_fails_on_an_slo_breach_and_still_writes_its_summary():
+    monitor = load(GITHUB / "workflows" / "monitor.yml")
+    steps = {step["name"]: step for step in monitor["jobs"]["monitor"]["steps"]}
+    commands = [
+        line.strip()
+        for line in steps["Monitor and open pull requests"]["run"].splitlines()
+        if line.strip().startswith("mlops monitor")
+    ]
+    assert len(commands) == 2 and all("--open-pr --fail-on-slo" in c for c in commands)
+    assert steps["Summary"]["if"] == "${{ always() }}"
+
+
 def make_dry_run(*args: str) -> str:
     """What `make -n` would run, outside any GITOPS_REMOTE of the caller's environment."""
     env = {k: v for k, v in os.environ.items() if k != "GITOPS_REMOTE"}
