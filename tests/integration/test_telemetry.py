@@ -141,6 +141,11 @@ def test_the_latency_the_replica_records_agrees_with_the_clients(traffic):
     assert np.median(gaps) < HOP_TOLERANCE_MS, f"median gap {np.median(gaps):.2f} ms"
     p99_replica = np.percentile([r for _, r in pairs], 99)
     p99_client = np.percentile([c for c, _ in pairs], 99)
+    print(
+        f"p50 replica {np.median([r for _, r in pairs]):.2f} ms, client "
+        f"{np.median([c for c, _ in pairs]):.2f} ms; p99 replica {p99_replica:.2f} ms, client "
+        f"{p99_client:.2f} ms; gap median {np.median(gaps):.2f} ms, max {gaps.max():.2f} ms"
+    )
     assert p99_replica <= p99_client
 
 
