@@ -153,7 +153,7 @@ def test_the_stored_log_format_is_pinned():
         "latency_ms",
     )
     assert inference_log.FEEDBACK_COLUMNS == ("request_id", "timestamp", "service", "label")
-    assert inference_log.REFUSED_COLUMNS == (*inference_log.REQUEST_COLUMNS, "error")
+    assert (*inference_log.REQUEST_COLUMNS, "error") == inference_log.REFUSED_COLUMNS
     assert (inference_log.PREDICTION, inference_log.PROBABILITY) == ("prediction", "probability")
     kinds = (inference_log.PREDICTIONS_KIND, inference_log.FEEDBACK_KIND)
     assert (*kinds, inference_log.REQUESTS_KIND) == ("predictions", "feedback", "requests")
