@@ -15,9 +15,9 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from services.registry import PREVIOUS, PRODUCTION, aliased_number, aliased_version
+from services.registry import PREVIOUS, aliased_version
 from services.registry_keys import METRIC_TAG_PREFIX, PROMOTED_AT_TAG, REFERENCE_ARTIFACT
-from serving.gitops import deployed_version
+from serving.gitops import version_on_main
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +78,14 @@ def promotion_time(version: ModelVersion) -> tuple[datetime, str]:
 def load_production(client: MlflowClient, service: str) -> Production:
     """The version the manifest on main names (what runs); the `production` alias is only
     compared with it, and a disagreement is reported."""
-    version = deployed_version(service)
+    version, note = version_on_main(client, service)
     if version is None:
         raise NotInProduction(
             f"{service}: the manifest on main names no version; promote one first"
         )
+    if note:
+        log.warning("%s: %s; measuring v%s", service, note, version)
     current = client.get_model_version(service, version)
-    alias = aliased_number(client, service, PRODUCTION)
-    note = None
-    if alias != version:
-        named = f"v{alias}" if alias else "no version"
-        note = (
-            f"the '{PRODUCTION}' alias names {named} but the manifest on main names "
-            f"v{version}: v{version} is measured (run `mlops deploy` to align the alias)"
-        )
-        log.warning("%s: %s", service, note)
     previous = aliased_version(client, service, PREVIOUS)
     promoted_at, source = promotion_time(current)
     return Production(

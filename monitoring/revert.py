@@ -5,11 +5,10 @@ alias version, and the RayService re-rendered from it. Built from the committed 
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 from monitoring.pull_requests import Change
-from services.gitutil import show_file
+from serving.gitops import committed_text, manifest_copy
 from serving.k8s import k8s_path, render
 from serving.manifest import manifest_path, set_model_version, versions
 
@@ -30,14 +29,9 @@ def build_revert_change(
 ) -> Change | None:
     """The manifest edit and its RayService; None when the committed manifest already serves
     `previous_version`."""
-    relative = str(manifest_path(env).relative_to(repo))
-    rayservice = str(k8s_path().relative_to(repo))
-    committed = show_file(repo, "HEAD", relative)
-    if committed is None:
-        raise FileNotFoundError(f"{relative}: not committed in {repo}")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(relative).name
-        path.write_text(committed)
+    manifest = manifest_path(env)
+    relative, rayservice = (str(p.relative_to(repo)) for p in (manifest, k8s_path()))
+    with manifest_copy(committed_text(manifest, "HEAD"), manifest.name) as path:
         if versions(path).get(service) == str(previous_version):
             log.info("%s: %s already serves v%s", service, relative, previous_version)
             return None

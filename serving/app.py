@@ -106,7 +106,6 @@ class _Replica:
     def __init__(self, service: str, max_rows: int, endpoint: str) -> None:
         self.service = service
         self.slot = ModelSlot(service, max_rows)
-        self.endpoint = endpoint
         settings = get_settings()
         writer = f"{endpoint}-{_replica_id()}"
         self.predictions_log = InferenceLogWriter(

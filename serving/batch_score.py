@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 
 from services.inference_log import MODEL_VERSION
-from services.registry import PRODUCTION, aliased_number, connect
+from services.registry import connect
 from services.schema import validate_features
 from services.spec import load_spec
-from serving.gitops import deployed_version
+from serving.gitops import version_on_main
 from serving.model_slot import load_version
 
 log = logging.getLogger(__name__)
@@ -44,19 +44,11 @@ class Scorer:
 
 def production_version(service: str) -> str:
     """The version the manifest on main names (what runs); an alias that disagrees is logged."""
-    version = deployed_version(service)
+    version, note = version_on_main(connect(), service)
     if version is None:
         raise ValueError(f"{service}: the manifest on main names no version; pass --version")
-    alias = aliased_number(connect(), service, PRODUCTION)
-    if alias != version:
-        log.warning(
-            "%s: the '%s' alias names v%s but the manifest on main names v%s: scoring v%s",
-            service,
-            PRODUCTION,
-            alias,
-            version,
-            version,
-        )
+    if note:
+        log.warning("%s: %s; scoring v%s", service, note, version)
     return version
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.gitutil import (
     GitError,
@@ -27,6 +28,9 @@ from services.gitutil import (
 )
 from serving import k8s
 from serving.manifest import ManifestError, manifest_path, set_model_version, versions
+
+if TYPE_CHECKING:  # MLflow is imported where a client is used, not by this module
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 MAIN = "main"
@@ -142,10 +146,31 @@ def deployed_version(service: str, ref: str = MAIN) -> str | None:
         return versions(copy).get(service)
 
 
+def version_on_main(client: MlflowClient, service: str) -> tuple[str | None, str | None]:
+    """The version the manifest on main names, and how the `production` alias disagrees with
+    it (None when it agrees): what runs is what main names."""
+    from services.registry import PRODUCTION, aliased_number
+
+    version = deployed_version(service)
+    alias = aliased_number(client, service, PRODUCTION)
+    if version is None or alias == version:
+        return version, None
+    named = f"v{alias}" if alias else "no version"
+    return version, (
+        f"the '{PRODUCTION}' alias names {named} but the manifest on main names v{version}, "
+        "which runs (`mlops deploy` aligns the alias)"
+    )
+
+
+def record_version(
+    target: GitTarget, manifest_file: Path, service: str, version: str | None, message: str
+) -> str | None:
+    """`record` of the one edit every change to what runs makes: `service`'s model version."""
+    return record(target, manifest_file, lambda p: set_model_version(p, service, version), message)
+
+
 def commit_version(service: str, version: str | None, message: str) -> str | None:
     """Record on the checked-out branch that the production manifest names `version` of
     `service` (what a merged pull request does); nothing else changes."""
     path = manifest_path()
-    return record(
-        GitTarget.of(path), path, lambda p: set_model_version(p, service, version), message
-    )
+    return record_version(GitTarget.of(path), path, service, version, message)

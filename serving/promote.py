@@ -30,7 +30,7 @@ from services.settings import get_settings
 from services.spec import SERVICE_NAME_PATTERN, ServiceSpec, SpecError, load_spec
 from serving import manifest
 from serving.deploy import app_health, deploy
-from serving.gitops import GitRecordError, GitTarget, record
+from serving.gitops import GitRecordError, GitTarget, record_version
 from serving.manifest import ManifestError
 
 log = logging.getLogger(__name__)
@@ -166,11 +166,8 @@ def promote(
         aliases = {a: aliased_number(client, service, a) for a in (PRODUCTION, PREVIOUS)}
         replaced = manifest.versions(path).get(service)
         try:
-            release = record(
-                target,
-                path,
-                lambda p: manifest.set_model_version(p, service, version),
-                release_message(service, version, tag),
+            release = record_version(
+                target, path, service, version, release_message(service, version, tag)
             )
         except (GitRecordError, ManifestError) as exc:
             raise PromotionError(f"{tag} not released: {exc}") from None
@@ -204,10 +201,11 @@ def _roll_back(
 ) -> str:
     """Record the replaced version in git again, then restore aliases and cluster; says how."""
     try:
-        commit = record(
+        commit = record_version(
             target,
             path,
-            lambda p: manifest.set_model_version(p, service, replaced),
+            service,
+            replaced,
             f"Roll back {service} to {f'v{replaced}' if replaced else 'no version'}\n\n"
             f"The release failed after its commit: {reason}",
         )

@@ -81,8 +81,9 @@ class RequestTelemetry:
 
     def __init__(self, service: str, uri: str, writer_id: str, enabled: bool = True) -> None:
         self.service, self.enabled = service, enabled
-        self._log = InferenceLogWriter(uri, service, REQUESTS_KIND, writer_id) if enabled else None
+        self._log: InferenceLogWriter | None = None
         if enabled:
+            self._log = InferenceLogWriter(uri, service, REQUESTS_KIND, writer_id)
             self._count = Counter(
                 REQUESTS_METRIC,
                 "Requests by service, model version, endpoint and status.",
@@ -116,7 +117,7 @@ class RequestTelemetry:
     ) -> int:
         """Count and log a request that `exc` ended (no body kept); returns its status."""
         status = status_of(exc)
-        if self._log is None:
+        if self._log is None:  # telemetry off
             return status
         latency = elapsed_ms(started)
         self._observe(endpoint, version, status, latency)
@@ -139,12 +140,9 @@ class RequestTelemetry:
         return status
 
     def _observe(self, endpoint: str, version: str | None, status: int, latency: float) -> None:
-        tags = {
-            "service": self.service,
-            "version": version or "none",
-            "endpoint": endpoint,
-            "status": str(status),
-        }
+        tags = dict(
+            zip(TAG_KEYS, (self.service, version or "none", endpoint, str(status)), strict=True)
+        )
         self._count.inc(1.0, tags)
         self._latency.observe(latency, tags)
 
