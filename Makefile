@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install system-deps data demo test reliability lint stack-up stack-down repro bench clean
 
-install: $(BIN)/mlops system-deps actionlint data ## .venv from uv.lock, Debian's haproxy when possible, the training data
+install: $(BIN)/mlops system-deps actionlint data ## .venv from uv.lock, Debian's haproxy and wrk when possible, the training data
 
 $(BIN)/mlops: pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,21 @@ $(BIN)/mlops: pyproject.toml uv.lock
 	$(BIN)/uv sync --frozen --quiet
 	touch $@
 
-system-deps: ## haproxy for Ray Serve's fast ingress; skipped with a warning when apt is not usable
-	@command -v haproxy >/dev/null || { \
+# Debian's packages: haproxy for Ray Serve's fast ingress, wrk for the HTTP load of the
+# benchmarks (and of their smoke test in `make test`).
+SYSTEM_PACKAGES := haproxy wrk
+
+system-deps: ## $(SYSTEM_PACKAGES) from Debian; a warning saying what is missing when apt is not usable
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || printf '%s ' $$p; done)"; \
+	missing="$${missing% }"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy) >/dev/null \
-	      || echo "warning: could not install haproxy; Ray Serve uses its Python proxy (slower)"; \
-	  else echo "warning: haproxy not installed (sudo apt-get install haproxy); Ray Serve uses its Python proxy (slower)"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null \
+	      || echo "warning: could not install $$missing (apt-get install $$missing)"; \
+	  else echo "warning: not installed: $$missing (sudo apt-get install $$missing)"; fi; \
+	  command -v haproxy >/dev/null || echo "warning: without haproxy Ray Serve uses its Python proxy (slower)"; \
+	  command -v wrk >/dev/null || echo "warning: without wrk the benchmarks (and their smoke test) cannot run"; \
+	fi
 
 # A snapshot that cannot be had yet (a DVC remote not configured or reachable) is a warning, not a
 # failed install: CI configures its remote after installing.
@@ -126,6 +135,5 @@ else
 endif
 
 bench: install ## serving and pipeline benchmarks side by side -> benchmarks/RESULTS.md
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null; } \
-	  || { echo "error: wrk is needed (apt-get install wrk)"; exit 1; }
+	@command -v wrk >/dev/null || { echo "error: wrk is needed (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m benchmarks.bench_serving

@@ -343,6 +343,18 @@ def make_dry_run(*args: str) -> str:
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True).stdout
 
 
+def test_make_install_brings_the_debian_programs_the_suite_runs():
+    """haproxy (Ray Serve's ingress) and wrk (the bench smoke test in `make test`) come from
+    `make install`, not from a machine that happens to have them."""
+    database = subprocess.run(
+        ["make", "-pn", "-s", "system-deps"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    (packages,) = re.findall(r"^SYSTEM_PACKAGES := (.*)$", database, re.M)
+    assert {"haproxy", "wrk"} <= set(packages.split())
+    install = re.search(r"^install: (.*?)##", (ROOT / "Makefile").read_text(), re.M)
+    assert install and "system-deps" in install.group(1).split()
+
+
 def test_act_targets_push_to_a_local_bare_repository_by_default(tmp_path: Path):
     """`make act-*` never hands act the user's origin: a bare repository under MLOPS_HOME."""
     home = tmp_path / "home"
