@@ -199,9 +199,9 @@ def versions(
 
 
 # Commands of each area live in their own module and add themselves to `app`.
-from mlops.commands import gitops, monitoring, serving  # noqa: E402
+from mlops.commands import gitops, monitoring, rollout, serving  # noqa: E402
 
-for area in (serving, monitoring, gitops):
+for area in (serving, rollout, monitoring, gitops):
     area.register(app)
 
 

@@ -30,6 +30,7 @@ from services.inference_log import (
     REQUESTS_KIND,
     STATUS,
     TIMESTAMP,
+    VARIANT,
 )
 
 BASELINE = timedelta(hours=24)  # how far before a promotion the previous version is measured
@@ -65,7 +66,10 @@ def read_requests(uri: str, service: str, since: datetime) -> pd.DataFrame:
     columns = list(REQUEST_COLUMNS)
     answered = read_since(uri, service, PREDICTIONS_KIND, since, columns)
     if REQUEST in answered:
-        answered = answered[answered[REQUEST].notna()].drop_duplicates(REQUEST)
+        answered = answered[answered[REQUEST].notna()]
+        # one record per request and variant: a shadowed request's rows repeat its id
+        key = [REQUEST, VARIANT] if VARIANT in answered else [REQUEST]
+        answered = answered.drop_duplicates(key)
     else:
         answered = answered.iloc[0:0]
     refused = read_since(uri, service, REQUESTS_KIND, since, columns)

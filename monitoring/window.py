@@ -15,7 +15,10 @@ from services.inference_log import (
     MODEL_VERSION,
     PREDICTIONS_KIND,
     REQUEST_ID,
+    SHADOW,
+    STABLE,
     TIMESTAMP,
+    VARIANT,
     Kind,
     read_log,
 )
@@ -86,6 +89,8 @@ def load_window(uri: str, service: str, since: datetime, model_version: str) -> 
     feedback = read_since(uri, service, FEEDBACK_KIND, since)
     if predictions.empty:
         return Window(since, predictions.assign(**{LABEL: pd.Series(dtype=float)}), 0)
+    if VARIANT in predictions:  # a shadow's rows repeat the request ids of the answered ones
+        predictions = predictions[predictions[VARIANT].astype("string").fillna(STABLE) != SHADOW]
     predictions = predictions.drop_duplicates(REQUEST_ID, keep="last")
     other = 0
     if MODEL_VERSION in predictions and predictions[MODEL_VERSION].notna().any():
@@ -110,3 +115,6 @@ def _latest_labels(feedback: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({REQUEST_ID: pd.Series(dtype=str), LABEL: pd.Series(dtype=float)})
     latest = feedback.sort_values(TIMESTAMP).drop_duplicates(REQUEST_ID, keep="last")
     return latest[[REQUEST_ID, LABEL]]
+
+
+latest_labels = _latest_labels  # the latest label per REQUEST_ID (the rollout analysis joins it)

@@ -33,7 +33,9 @@ FEEDBACK_KIND: Kind = "feedback"
 #: Log of every refused or failed request: the columns of REFUSED_COLUMNS, never the body.
 REQUESTS_KIND: Kind = "requests"
 Variant = Literal["stable", "canary", "shadow"]
-STABLE: Variant = "stable"  # the variant of every request until rollouts name others
+STABLE: Variant = "stable"  # the version the manifest names: every answer outside a rollout
+CANARY: Variant = "canary"  # a rollout's candidate, answering its share of requests
+SHADOW: Variant = "shadow"  # a rollout's candidate, scoring requests whose answers only log
 Endpoint = Literal["predict", "invocations", "batch"]
 REALTIME_ENDPOINTS: tuple[Endpoint, ...] = ("predict", "invocations")  # latency SLOs judge these
 

@@ -18,6 +18,27 @@ PARAMS_HASH_TAG = "params_hash"
 EVALUATION_METRIC_TAG = "evaluation_metric"
 #: Model-version tag: when the `production` alias was set on the version (ISO 8601, UTC).
 PROMOTED_AT_TAG = "promoted_at"
+#: Model-version tag: why a rollout of the version was aborted (the analysis, or an operator).
+ROLLOUT_ABORTED_TAG = "rollout_aborted"
+
+#: Run tag of a rollout analysis (experiment `rollouts-<service>`): advance, hold or abort.
+ROLLOUT_DECISION_TAG = "rollout.decision"
+#: Run tag of a rollout analysis: the stable version the candidate was compared with.
+ROLLOUT_STABLE_TAG = "rollout.stable_version"
+#: Run tag of a rollout analysis: the candidate version on trial.
+ROLLOUT_CANDIDATE_TAG = "rollout.candidate_version"
+#: Run tag of a rollout analysis: the step's mode (shadow or canary).
+ROLLOUT_MODE_TAG = "rollout.mode"
+#: Prefix of a rollout analysis' run tags holding each gate's verdict: `rollout.verdict.<gate>`.
+ROLLOUT_VERDICT_TAG_PREFIX = "rollout.verdict."
+#: Run param of a rollout analysis: the candidate's share of requests (percent).
+ROLLOUT_WEIGHT_PARAM = "rollout.weight"
+#: Run param of a rollout analysis: the step's index in the policy (from 1).
+ROLLOUT_STEP_PARAM = "rollout.step"
+#: Run param of a rollout analysis: when the step began (ISO 8601, UTC).
+ROLLOUT_SINCE_PARAM = "rollout.since"
+#: Prefix of a rollout analysis' run params holding each gate's threshold.
+ROLLOUT_THRESHOLD_PARAM_PREFIX = "rollout.threshold."
 
 #: Artifact path of the pyfunc model in the run that registered the version.
 MODEL_ARTIFACT = "model"

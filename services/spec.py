@@ -108,11 +108,71 @@ class Evaluation(_Strict):
         return value >= bar if self.higher_is_better else value <= bar
 
 
+RolloutMode = Literal["shadow", "canary"]
+
+
+class RolloutStep(_Strict):
+    """One traffic step: the candidate scores `weight`% of requests off the response path
+    (shadow) or answers them (canary)."""
+
+    mode: RolloutMode
+    weight: float = Field(gt=0, le=100, description="percent of requests")
+
+    @model_validator(mode="after")
+    def _check_weight(self) -> RolloutStep:
+        if self.mode == "canary" and self.weight >= 100:
+            raise _FieldError(
+                ("weight",), "a canary step takes less than 100%: completion is the last step"
+            )
+        return self
+
+
+class RolloutGates(_Strict):
+    """Thresholds the rollout analysis holds the candidate to, against the stable version.
+
+    Every comparison is a one-sided test or bound at `confidence` (docs/ROLLOUTS.md); latency
+    and errors are also held to the service's SLOs.
+    """
+
+    confidence: float = Field(default=0.95, ge=0.5, lt=1)
+    max_latency_ratio: float = Field(default=1.5, ge=1, description="candidate p99 / stable p99")
+    max_error_rate_increase: float = Field(
+        default=0.005, ge=0, lt=1, description="5xx rate over stable's"
+    )
+    max_decision_flips: float = Field(
+        default=0.05, ge=0, le=1, description="binary: share of decisions that differ"
+    )
+    max_prediction_difference: float = Field(
+        default=0.05,
+        ge=0,
+        description="binary: mean |probability difference|; regression: mean |difference| "
+        "relative to the mean |stable prediction|",
+    )
+    max_metric_loss: float = Field(
+        default=0.02, ge=0, description="labelled metric: how much worse than stable"
+    )
+    min_labels: int = Field(default=200, ge=1, description="labels per variant to judge quality")
+
+
+class Rollout(_Strict):
+    """How a release reaches users: traffic steps, the evidence each needs, the gates."""
+
+    steps: tuple[RolloutStep, ...] = Field(min_length=1)
+    min_requests: int = Field(default=200, ge=1, description="candidate requests per step")
+    min_minutes: float = Field(default=10.0, ge=0, description="minutes per step")
+    auto_advance: bool = Field(
+        default=True, description="analysis commits steps; false: a pull request per step"
+    )
+    gates: RolloutGates = RolloutGates()
+
+
 class Promotion(_Strict):
-    """Gates `mlops promote` checks before a version goes to production."""
+    """Gates `mlops promote` checks before a version goes to production, and the rollout that
+    takes it there (none: a release serves all traffic at once)."""
 
     tolerance: float = Field(default=0.01, ge=0, description="allowed loss vs production")
     require_signature: bool = True
+    rollout: Rollout | None = None
 
 
 class Autoscaling(_Strict):

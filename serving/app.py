@@ -4,12 +4,15 @@
 service and its request limits) are all it needs: `service.yaml` is not read here. Both
 deployments take the model version from `user_config` and swap it in `reconfigure()`; the
 request schema, categories, ranges, threshold and OpenAPI document come from the spec that
-travels with the served version.
+travels with the served version. During a rollout the real-time deployment also holds the
+candidate (`user_config.rollout`): a canary answers its share of /predict and /invocations, a
+shadow scores its share after the stable answer left and only logs; /batch stays on stable.
 (No `from __future__ import annotations`: FastAPI must see real types in classes that Ray
 pickles by value.)
 """
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -27,14 +30,19 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from services.inference_log import (
+    CANARY,
     ENDPOINT,
     FEEDBACK_KIND,
     MODEL_VERSION,
     PREDICTIONS_KIND,
     REQUEST_ID,
     SERVICE,
+    SHADOW,
+    STABLE,
     TIMESTAMP,
+    VARIANT,
     Endpoint,
+    Variant,
 )
 from services.settings import get_settings
 from serving.api import RequestError, ServiceApi, check_size, new_request, now, row_ids
@@ -43,6 +51,7 @@ from serving.log_writer import InferenceLogWriter
 from serving.manifest import BATCH, MODEL_VERSION_KEY, REALTIME
 from serving.model_slot import LoadedModel, ModelSlot
 from serving.protocol import PREDICTIONS
+from serving.routing import ROLLOUT_KEY, ROUTING_HEADER, RolloutTraffic, Route, Router
 from serving.telemetry import RequestTelemetry, started_at
 
 log = logging.getLogger(__name__)
@@ -133,13 +142,20 @@ class _Replica:
         current = served or self.slot.current
         return None if current is None else current.version
 
-    def row_meta(self, version: str, endpoint: Endpoint, record: dict[str, Any]) -> dict[str, Any]:
+    def row_meta(
+        self,
+        version: str,
+        endpoint: Endpoint,
+        record: dict[str, Any],
+        variant: Variant = STABLE,
+    ) -> dict[str, Any]:
         """Columns every logged row of one answered request shares (its request record too)."""
         return {
             TIMESTAMP: now(),
             SERVICE: self.service,
             MODEL_VERSION: version,
             ENDPOINT: endpoint,
+            VARIANT: variant,
             **record,
         }
 
@@ -196,6 +212,28 @@ def realtime_deployment(args: AppArgs) -> Any:
                 FEEDBACK_KIND,
                 f"feedback-{_replica_id()}",
             )
+            self.candidate = ModelSlot(self.service, settings.max_request_rows)
+            self.router = Router(None)
+            self._shadows: set[asyncio.Task[None]] = set()
+
+        async def reconfigure(self, config: dict[str, Any]) -> None:
+            """The stable version, then the rollout's candidate (loaded before it gets traffic;
+            one that fails to load gets none, and health says why)."""
+            raw = config.get(ROLLOUT_KEY)
+            traffic = None if raw is None else RolloutTraffic.parse(raw, ROLLOUT_KEY)
+            stable = config.get(MODEL_VERSION_KEY)
+            if self.candidate.current and self.candidate.current.version == str(stable):
+                self.slot.adopt(self.candidate.current)  # completion: the candidate is loaded
+            await super().reconfigure(config)
+            if traffic is None:
+                self.router = Router(None)
+                self.candidate = ModelSlot(self.service, self.slot.max_rows)
+                return
+            self.router = Router(None)  # no candidate traffic while it loads
+            with contextlib.suppress(Exception):  # recorded in the slot's error
+                await self.candidate.switch_to(traffic.candidate)
+            if self.candidate.current and self.candidate.current.version == traffic.candidate:
+                self.router = Router(traffic)
 
         @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
         async def _score(
@@ -221,6 +259,40 @@ def realtime_deployment(args: AppArgs) -> Any:
             self.auth.check(request.headers)
             return self.served()
 
+        def _answering(self, request: Request, route: Route) -> tuple[LoadedModel, Variant]:
+            """The version (and variant) that answers an authenticated request on `route`."""
+            stable = self._admit(request)
+            candidate = self.candidate.current
+            if route.answer == CANARY and candidate is not None:
+                return candidate, CANARY
+            return stable, STABLE
+
+        def _shadow(self, body: bytes, endpoint: Endpoint, parse: Parse, key: str) -> None:
+            """Score an answered request's body with the candidate, off its latency path."""
+            candidate = self.candidate.current
+            if candidate is None:
+                return
+            task = asyncio.create_task(self._score_shadow(candidate, body, endpoint, parse, key))
+            self._shadows.add(task)
+            task.add_done_callback(self._shadows.discard)
+
+        async def _score_shadow(
+            self, candidate: LoadedModel, body: bytes, endpoint: Endpoint, parse: Parse, key: str
+        ) -> None:
+            """The candidate's answer to request `key`, logged under the same row ids."""
+            started = time.perf_counter()
+            try:
+                records = parse(candidate.api, body)
+                raw = await self._score(candidate, records)
+                predictions = candidate.api.predictions(raw, row_ids(key, len(records)))
+                record = self.telemetry.answered(
+                    endpoint, candidate.version, key, len(records), started, SHADOW
+                )
+                meta = self.row_meta(candidate.version, endpoint, record, SHADOW)
+                self.log_records(records, predictions, meta)
+            except Exception as exc:  # a shadow never fails the answered request
+                self.telemetry.refused(endpoint, candidate.version, exc, started, SHADOW)
+
         async def _read(self, request: Request, max_rows: int | None = None) -> bytes:
             """The body, refused (413) before reading when its declared size is too big."""
             if max_rows is not None:
@@ -233,23 +305,27 @@ def realtime_deployment(args: AppArgs) -> Any:
             """Admit, read, parse, score and answer one request; every outcome is recorded,
             its latency measured from here to the encoded response."""
             started = time.perf_counter()
+            route = self.router.route(request.headers.get(ROUTING_HEADER))
             served: LoadedModel | None = None
+            variant: Variant = STABLE
             try:
-                served = self._admit(request)
-                records = parse(served.api, await self._read(request, served.api.max_rows))
+                served, variant = self._answering(request, route)
+                body = await self._read(request, served.api.max_rows)
+                records = parse(served.api, body)
                 raw = await self._score(served, records)
                 key = new_request()
                 predictions = served.api.predictions(raw, row_ids(key, len(records)))
                 response = _json(shape(served.version, predictions))
                 record = self.telemetry.answered(
-                    endpoint, served.version, key, len(records), started
+                    endpoint, served.version, key, len(records), started, variant
                 )
-                self.log_records(
-                    records, predictions, self.row_meta(served.version, endpoint, record)
-                )
+                meta = self.row_meta(served.version, endpoint, record, variant)
+                self.log_records(records, predictions, meta)
+                if route.shadow:
+                    self._shadow(body, endpoint, parse, key)
                 return response
             except (Exception, asyncio.CancelledError) as exc:
-                self.telemetry.refused(endpoint, self.version_now(served), exc, started)
+                self.telemetry.refused(endpoint, self.version_now(served), exc, started, variant)
                 if isinstance(exc, RequestError):
                     return _error(exc)
                 raise
@@ -310,6 +386,10 @@ def realtime_deployment(args: AppArgs) -> Any:
         @api.get("/health", summary="Model version and readiness of the answering replica")
         async def health(self) -> Response:
             body = self.slot.health() | {"replica": _replica_id()}
+            if self.candidate.desired is not None:
+                body[ROLLOUT_KEY] = self.candidate.health() | {
+                    "traffic": None if self.router.traffic is None else self.router.traffic.config()
+                }
             return _json(body, 200 if body["ready"] else 503)
 
         def __del__(self) -> None:

@@ -1,8 +1,10 @@
 """The GitOps manifest `infra/serve/<env>.yaml`: a Ray Serve config file, the truth of what runs.
 
 One application per service (route `/<service>`); the model version lives in each
-deployment's `user_config`, so changing it swaps models in place. Edits keep comments
-(ruamel round-trip). Light on imports: monitoring and workflows use it without Ray.
+deployment's `user_config`, so changing it swaps models in place, and so does the real-time
+deployment's `rollout` (the candidate of a rollout, its mode and weight: serving.routing).
+Edits keep comments (ruamel round-trip). Light on imports: monitoring and workflows use it
+without Ray.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ruamel.yaml import YAML
 
 from services.settings import repo_root
 from services.spec import ServiceSpec, load_catalogue, load_spec, service_names
+from serving.routing import ROLLOUT_KEY, RolloutTraffic
 
 IMPORT_PATH = "serving.app:build_app"
 REALTIME = "Realtime"
@@ -107,6 +110,27 @@ def validate(doc: Any, source: str) -> None:
         version = versions.pop()
         if version is not None and not VERSION_PATTERN.match(version):
             raise ManifestError(f"{where}: model_version '{version}' is not a version number")
+        _validate_traffic(app, version, where)
+
+
+def _validate_traffic(app: dict[str, Any], version: str | None, where: str) -> None:
+    """Only the real-time deployment routes, and only a deployed service has a candidate."""
+    for index, deployment in enumerate(app["deployments"]):
+        raw = (deployment.get("user_config") or {}).get(ROLLOUT_KEY)
+        if raw is None:
+            continue
+        at = f"{where}.deployments[{index}].user_config"
+        if deployment.get("name") != REALTIME:
+            raise ManifestError(f"{at}.{ROLLOUT_KEY}: only the {REALTIME} deployment routes")
+        try:
+            traffic = RolloutTraffic.parse(_plain(raw), at)
+        except ValueError as exc:
+            raise ManifestError(str(exc)) from None
+        if version is None or traffic.candidate == version:
+            raise ManifestError(
+                f"{at}.{ROLLOUT_KEY}.candidate: v{traffic.candidate} needs a different stable "
+                f"model_version to roll out against (it is {version})"
+            )
 
 
 def _deployment_version(deployment: dict[str, Any]) -> str | None:
@@ -125,6 +149,32 @@ def versions(path: Path) -> dict[str, str | None]:
     """Model version of every application (None: not promoted yet)."""
     doc = load(path)
     return {app["name"]: _deployment_version(app["deployments"][0]) for app in doc["applications"]}
+
+
+def _realtime(app: Any) -> Any:
+    return next(d for d in app["deployments"] if d["name"] == REALTIME)
+
+
+def rollouts(path: Path) -> dict[str, RolloutTraffic]:
+    """The candidate of every service that has a rollout in progress."""
+    doc = load(path)
+    found = {}
+    for app in doc["applications"]:
+        raw = (_realtime(app).get("user_config") or {}).get(ROLLOUT_KEY)
+        if raw is not None:
+            found[app["name"]] = RolloutTraffic.model_validate(_plain(raw))
+    return found
+
+
+def set_rollout(path: Path, service: str, traffic: RolloutTraffic | None) -> None:
+    """Name `traffic` as `service`'s rollout (None: end it, all traffic on the stable version)."""
+    doc = load(path)
+    config = _realtime(application(doc, service, str(path))).setdefault("user_config", {})
+    if traffic is None:
+        config.pop(ROLLOUT_KEY, None)
+    else:
+        config[ROLLOUT_KEY] = traffic.config()
+    save(path, doc)
 
 
 def set_model_version(path: Path, service: str, version: str | None) -> str | None:
@@ -174,8 +224,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def render_application(spec: ServiceSpec, version: str | None) -> dict[str, Any]:
-    """The application entry a spec implies (autoscaling and limits come from the spec)."""
+def render_application(
+    spec: ServiceSpec, version: str | None, rollout: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The application entry a spec implies (autoscaling and limits come from the spec), with
+    its versions: the stable one and a rollout's candidate (the manifest's, kept as it is)."""
 
     def autoscaling(name: str) -> dict[str, Any]:
         settings = getattr(spec.serving, name)
@@ -199,7 +252,7 @@ def render_application(spec: ServiceSpec, version: str | None) -> dict[str, Any]
                 "health_check_period_s": HEALTH_CHECK_PERIOD_S,
                 "logging_config": dict(REALTIME_LOGGING),
                 "ray_actor_options": {"num_cpus": 0.25},
-                "user_config": dict(user_config),
+                "user_config": dict(user_config) | ({ROLLOUT_KEY: rollout} if rollout else {}),
             },
             {
                 "name": BATCH,
@@ -212,6 +265,12 @@ def render_application(spec: ServiceSpec, version: str | None) -> dict[str, Any]
     }
 
 
+def _versions_of(app: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """An application's stable version and its rollout (None: none in progress)."""
+    rollout = (_realtime(app).get("user_config") or {}).get(ROLLOUT_KEY)
+    return _deployment_version(app["deployments"][0]), _plain(rollout)
+
+
 def drift_from_catalogue(path: Path) -> list[str]:
     """Differences between the manifest and what the specs imply (versions aside)."""
     doc = _plain(load(path))
@@ -221,8 +280,7 @@ def drift_from_catalogue(path: Path) -> list[str]:
         if name not in current:
             problems.append(f"{path}: no application for service '{name}'")
             continue
-        version = _deployment_version(current[name]["deployments"][0])
-        if current[name] != render_application(spec, version):
+        if current[name] != render_application(spec, *_versions_of(current[name])):
             problems.append(
                 f"{path}: application '{name}' differs from services/{name}/service.yaml"
             )
@@ -235,8 +293,8 @@ def sync_with_catalogue(path: Path) -> None:
     specs = load_catalogue()
     apps = {app["name"]: app for app in doc["applications"]}
     for name, spec in specs.items():
-        version = _deployment_version(apps[name]["deployments"][0]) if name in apps else None
-        rendered = render_application(spec, version)
+        stable, rollout = _versions_of(apps[name]) if name in apps else (None, None)
+        rendered = render_application(spec, stable, rollout)
         if name in apps:
             apps[name].clear()
             apps[name].update(rendered)

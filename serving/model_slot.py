@@ -70,6 +70,10 @@ class ModelSlot:
             self.current, self.error = loaded, None
             log.info("%s now serves v%s", self.service, loaded.version)
 
+    def adopt(self, loaded: LoadedModel) -> None:
+        """Serve a version another slot already loaded (a rollout's candidate, on completion)."""
+        self.current, self.desired, self.error = loaded, loaded.version, None
+
     def health(self) -> dict[str, object]:
         return {
             "service": self.service,

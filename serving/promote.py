@@ -11,11 +11,12 @@ import fcntl
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import mlflow
@@ -30,8 +31,9 @@ from services.settings import get_settings
 from services.spec import SERVICE_NAME_PATTERN, ServiceSpec, SpecError, load_spec
 from serving import manifest
 from serving.deploy import app_health, deploy
-from serving.gitops import GitRecordError, GitTarget, record_version
+from serving.gitops import GitRecordError, GitTarget, record, record_version
 from serving.manifest import ManifestError
+from serving.routing import ROLLOUT_KEY, RolloutTraffic
 
 log = logging.getLogger(__name__)
 _SERVICE, _VERSION = SERVICE_NAME_PATTERN[1:-1], manifest.VERSION_PATTERN.pattern[1:-1]
@@ -116,20 +118,48 @@ def manifest_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def verify_serving(service: str, version: str, timeout_s: float) -> None:
-    """Wait until the endpoint reports `version` (ready) several times in a row; a replica
-    that reports it could not load `version` fails the check at once."""
+def _serves(health: dict[str, Any], version: str, traffic: RolloutTraffic | None) -> bool:
+    """Whether a health answer reports `version` ready, with `traffic`'s candidate routed."""
+    if health.get(MODEL_VERSION) != version or not health.get("ready"):
+        return False
+    rollout = health.get(ROLLOUT_KEY) or {}
+    if traffic is None:
+        return not rollout
+    routed = rollout.get("traffic") or {}
+    expected = traffic.config()
+    return rollout.get(MODEL_VERSION) == traffic.candidate and all(
+        routed.get(key) == expected[key] for key in ("candidate", "mode", "weight")
+    )
+
+
+def _load_error(health: dict[str, Any], version: str, traffic: RolloutTraffic | None) -> str:
+    """A replica's report that it could not load `version` or the candidate ('' if none)."""
+    rollout = health.get(ROLLOUT_KEY) or {}
+    if health.get("desired_version") == version and health.get("error"):
+        return str(health["error"])
+    if traffic and rollout.get("desired_version") == traffic.candidate and rollout.get("error"):
+        return str(rollout["error"])
+    return ""
+
+
+def verify_serving(
+    service: str, version: str, timeout_s: float, traffic: RolloutTraffic | None = None
+) -> None:
+    """Wait until the endpoint reports `version` (ready, and `traffic`'s candidate routed when
+    given) several times in a row; a replica that could not load a version fails at once."""
     deadline, streak, last = time.monotonic() + timeout_s, 0, {}
     while time.monotonic() < deadline:
         last = app_health(service)
-        if last.get("desired_version") == version and last.get("error"):
-            raise PromotionError(f"/{service}/health: {last['error']}")
-        streak = streak + 1 if last.get(MODEL_VERSION) == version and last.get("ready") else 0
+        error = _load_error(last, version, traffic)
+        if error:
+            raise PromotionError(f"/{service}/health: {error}")
+        streak = streak + 1 if _serves(last, version, traffic) else 0
         if streak >= VERIFY_STREAK:
             return
         time.sleep(0.2)
+    wanted = f"v{version}" + (f" with candidate v{traffic.candidate}" if traffic else "")
     raise PromotionError(
-        f"/{service}/health did not report v{version} within {timeout_s:.0f}s: {last}"
+        f"/{service}/health did not report {wanted} within {timeout_s:.0f}s: {last}"
     )
 
 
@@ -160,6 +190,12 @@ def promote(
     target = GitTarget.of(path, remote)
     client = connect()
     with manifest_lock():
+        rollout = manifest.rollouts(path).get(service)
+        if rollout is not None:
+            raise PromotionError(
+                f"{tag} refused: {service} v{rollout.candidate} is rolling out; let it finish "
+                f"or `mlops rollout abort --service {service}` first"
+            )
         failures = check_gates(client, spec, version)
         if failures:
             raise PromotionError(f"{tag} refused: " + "; ".join(failures))
@@ -172,48 +208,71 @@ def promote(
         except (GitRecordError, ManifestError) as exc:
             raise PromotionError(f"{tag} not released: {exc}") from None
         try:
-            if aliases[PRODUCTION] and aliases[PRODUCTION] != version:
-                client.set_registered_model_alias(service, PREVIOUS, aliases[PRODUCTION])
-            client.set_registered_model_alias(service, PRODUCTION, version)
-            client.set_model_version_tag(
-                service, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat(timespec="seconds")
-            )
+            move_aliases(client, service, version, aliases[PRODUCTION])
             if do_deploy:
                 deploy(path)
                 verify_serving(service, version, verify_timeout_s)
         except (Exception, KeyboardInterrupt) as exc:
-            reason = exc if isinstance(exc, PromotionError) else f"{type(exc).__name__}: {exc}"
-            undone = _roll_back(client, target, path, service, replaced, aliases, do_deploy, reason)
+            reason = failure(exc)
+            restore = Restore(
+                lambda p: manifest.set_model_version(p, service, replaced),
+                f"Roll back {service} to {f'v{replaced}' if replaced else 'no version'}",
+                aliases,
+            )
+            undone = roll_back(client, target, path, service, restore, do_deploy, reason)
             raise PromotionError(f"{tag} failed and was rolled back ({undone}): {reason}") from exc
     log.info("%s v%s in production (replaced %s; commit %s)", service, version, replaced, release)
     return Promotion(service, version, replaced, path, do_deploy, release)
 
 
-def _roll_back(
+def failure(exc: BaseException) -> object:
+    """What a failed change reports: a gate's own message, else the exception's type and text."""
+    return exc if isinstance(exc, PromotionError) else f"{type(exc).__name__}: {exc}"
+
+
+def move_aliases(client: MlflowClient, service: str, version: str, production: str | None) -> None:
+    """`production` -> `version` (stamped with when), `previous` -> the replaced production."""
+    if production and production != version:
+        client.set_registered_model_alias(service, PREVIOUS, production)
+    client.set_registered_model_alias(service, PRODUCTION, version)
+    client.set_model_version_tag(
+        service, version, PROMOTED_AT_TAG, datetime.now(UTC).isoformat(timespec="seconds")
+    )
+
+
+@dataclass(frozen=True)
+class Restore:
+    """How to undo a change recorded in git: the manifest edit back, its commit's subject, and
+    the aliases as they were (empty: the change moved none)."""
+
+    edit: Callable[[Path], object]
+    subject: str
+    aliases: dict[str, str | None]
+
+
+def roll_back(
     client: MlflowClient,
     target: GitTarget,
     path: Path,
     service: str,
-    replaced: str | None,
-    aliases: dict[str, str | None],
+    restore: Restore,
     redeploy: bool,
     reason: object,
 ) -> str:
-    """Record the replaced version in git again, then restore aliases and cluster; says how."""
+    """Record the state before a failed change in git again, then restore aliases and cluster;
+    says how."""
     try:
-        commit = record_version(
+        commit = record(
             target,
             path,
-            service,
-            replaced,
-            f"Roll back {service} to {f'v{replaced}' if replaced else 'no version'}\n\n"
-            f"The release failed after its commit: {reason}",
+            restore.edit,
+            f"{restore.subject}\n\nThe change failed after its commit: {reason}",
         )
         how = f"commit {commit[:10]} on {target.where()}" if commit else "manifest unchanged"
     except GitRecordError as exc:  # still restore what runs; the message says what git holds
         log.error("the rollback commit was not recorded: %s", exc)
         how = f"ROLLBACK COMMIT NOT RECORDED, git still names the failed version: {exc}"
-    for alias, version in aliases.items():
+    for alias, version in restore.aliases.items():
         try:
             if version:
                 client.set_registered_model_alias(service, alias, version)
@@ -240,8 +299,6 @@ def align_aliases(path: Path) -> dict[str, str]:
         current = aliased_number(client, service, PRODUCTION)
         if version is None or current == version:
             continue
-        if current:
-            client.set_registered_model_alias(service, PREVIOUS, current)
-        client.set_registered_model_alias(service, PRODUCTION, version)
+        move_aliases(client, service, version, current)
         changed[service] = version
     return changed

@@ -4,9 +4,9 @@ An answered request's record rides on its rows in the predictions log (`answered
 columns to merge into them); a refused or failed one (4xx, 5xx, cancelled) is one row of the
 `requests` log (`refused`). Both count the request by status and observe its latency through
 Ray Serve's metrics API: `ray_mlops_requests_total` and `ray_mlops_request_latency_ms_bucket`
-on the node's Prometheus endpoint, tagged service, version, endpoint, status (and Serve's own
-deployment, replica, application). Per request: two metric calls and a few dict entries, no
-work per row. `MLOPS_REQUEST_TELEMETRY=0` turns it all off (for benchmarking its cost).
+on the node's Prometheus endpoint, tagged service, version, variant, endpoint, status (and
+Serve's own deployment, replica, application). Per request: two metric calls and a few dict
+entries, no work per row. `MLOPS_REQUEST_TELEMETRY=0` turns it all off (for benchmarking its cost).
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from services.inference_log import (
     TIMESTAMP,
     VARIANT,
     Endpoint,
+    Variant,
 )
 from serving.api import RequestError, new_request, now
 from serving.log_writer import InferenceLogWriter
 
 REQUESTS_METRIC = "mlops_requests"  # exported as ray_mlops_requests_total
 LATENCY_METRIC = "mlops_request_latency_ms"  # exported as ray_mlops_request_latency_ms_bucket
-TAG_KEYS = ("service", "version", "endpoint", "status")
+TAG_KEYS = ("service", "version", "variant", "endpoint", "status")
 # fine around the few milliseconds a real-time request takes, coarse up to /batch's seconds
 LATENCY_BOUNDARIES_MS = [
     *(0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750),
@@ -97,30 +98,41 @@ class RequestTelemetry:
             )
 
     def answered(
-        self, endpoint: Endpoint, version: str, request: str, rows: int, started: float
+        self,
+        endpoint: Endpoint,
+        version: str,
+        request: str,
+        rows: int,
+        started: float,
+        variant: Variant = STABLE,
     ) -> dict[str, Any]:
         """Count an answered request; its record's columns, for each of its logged rows."""
         if not self.enabled:
             return {}
         latency = elapsed_ms(started)
-        self._observe(endpoint, version, ANSWERED, latency)
+        self._observe(endpoint, version, variant, ANSWERED, latency)
         return {
             REQUEST: request,
-            VARIANT: STABLE,
+            VARIANT: variant,
             STATUS: ANSWERED,
             ROWS: rows,
             LATENCY_MS: latency,
         }
 
     def refused(
-        self, endpoint: Endpoint, version: str | None, exc: BaseException, started: float
+        self,
+        endpoint: Endpoint,
+        version: str | None,
+        exc: BaseException,
+        started: float,
+        variant: Variant = STABLE,
     ) -> int:
         """Count and log a request that `exc` ended (no body kept); returns its status."""
         status = status_of(exc)
         if self._log is None:  # telemetry off
             return status
         latency = elapsed_ms(started)
-        self._observe(endpoint, version, status, latency)
+        self._observe(endpoint, version, variant, status, latency)
         self._log.append_rows(
             [
                 {
@@ -129,7 +141,7 @@ class RequestTelemetry:
                     SERVICE: self.service,
                     ENDPOINT: endpoint,
                     MODEL_VERSION: version,
-                    VARIANT: STABLE,
+                    VARIANT: variant,
                     STATUS: status,
                     ROWS: 0,
                     LATENCY_MS: latency,
@@ -139,10 +151,11 @@ class RequestTelemetry:
         )
         return status
 
-    def _observe(self, endpoint: str, version: str | None, status: int, latency: float) -> None:
-        tags = dict(
-            zip(TAG_KEYS, (self.service, version or "none", endpoint, str(status)), strict=True)
-        )
+    def _observe(
+        self, endpoint: str, version: str | None, variant: Variant, status: int, latency: float
+    ) -> None:
+        values = (self.service, version or "none", variant, endpoint, str(status))
+        tags = dict(zip(TAG_KEYS, values, strict=True))
         self._count.inc(1.0, tags)
         self._latency.observe(latency, tags)
 

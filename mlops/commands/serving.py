@@ -20,9 +20,17 @@ render_app = typer.Typer(
 ManifestOption = Annotated[
     Path | None, typer.Option("--manifest", "-m", help="Serve manifest (default: production).")
 ]
+RemoteOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="GITOPS_REMOTE",
+        help="Push the commit to this remote's main before anything else changes "
+        "(default: commit on the checked-out branch only).",
+    ),
+]
 
 
-def _manifest(path: Path | None) -> Path:
+def manifest_file(path: Path | None) -> Path:
     from serving.manifest import manifest_path
 
     return path or manifest_path()
@@ -39,7 +47,7 @@ def deploy_command(
     from serving.gitops import committed_text, manifest_copy
     from serving.promote import align_aliases
 
-    path = _manifest(manifest)
+    path = manifest_file(manifest)
     text = run_guarded(lambda: committed_text(path, ref))
     if path.read_text() != text:
         console.print(f"[yellow]note:[/] edits of {path} that are not at {ref} are not deployed")
@@ -55,19 +63,30 @@ def promote_command(
     tag: Annotated[str, typer.Argument(help="<service>@v<N>, e.g. fraud-detection@v2")],
     manifest: ManifestOption = None,
     deploy: Annotated[bool, typer.Option(help="Deploy and verify after the commit.")] = True,
-    remote: Annotated[
-        str | None,
+    remote: RemoteOption = None,
+    direct: Annotated[
+        bool,
         typer.Option(
-            envvar="GITOPS_REMOTE",
-            help="Push the release commit to this remote's main before anything else changes "
-            "(default: commit on the checked-out branch only).",
+            "--direct",
+            help="Serve all traffic at once even when the service has a rollout policy.",
         ),
-    ] = None,
+    ] = False,
 ) -> None:
-    """Promote a registered version: gates, manifest commit (and push), aliases, deploy, verify."""
-    from serving.promote import promote
+    """Promote a registered version: gates, manifest commit (and push), aliases, deploy, verify.
 
-    result = run_guarded(lambda: promote(tag, _manifest(manifest), do_deploy=deploy, remote=remote))
+    A service with a rollout policy (promotion.rollout) and a stable version starts a rollout
+    instead: its first step, committed the same way (`mlops rollout`).
+    """
+    from serving.promote import parse_tag, promote
+    from serving.rollout import rolls_out, start
+
+    path = manifest_file(manifest)
+    service, _ = run_guarded(lambda: parse_tag(tag))
+    if not direct and run_guarded(lambda: rolls_out(path, service)):
+        step = run_guarded(lambda: start(tag, path, do_deploy=deploy, remote=remote))
+        console.print(f"[green]{step.message.splitlines()[0]}[/] (commit {step.commit})")
+        return
+    result = run_guarded(lambda: promote(tag, path, do_deploy=deploy, remote=remote))
     commit = f"commit {result.commit[:10]}" if result.commit else "manifest already named it"
     console.print(
         f"[green]{result.service} v{result.version} is in production[/] "
@@ -118,7 +137,7 @@ def serve_smoke(manifest: ManifestOption = None) -> None:
     from serving.manifest import versions
 
     failures = []
-    for service, version in run_guarded(lambda: versions(_manifest(manifest))).items():
+    for service, version in run_guarded(lambda: versions(manifest_file(manifest))).items():
         if version is None:
             continue
         health = app_health(service)
@@ -138,7 +157,7 @@ def render_k8s(
     """Render infra/k8s/rayservice.yaml (KubeRay RayService) from the manifest."""
     from serving import k8s
 
-    path = _manifest(manifest)
+    path = manifest_file(manifest)
     if check:
         if k8s.k8s_path().read_text() != run_guarded(lambda: k8s.render(path)):
             fail(f"{k8s.k8s_path()} is out of date: run `mlops render k8s`")
@@ -148,7 +167,7 @@ def render_k8s(
 
 
 @render_app.command("manifest")
-def render_manifest(
+def rendermanifest_file(
     manifest: ManifestOption = None,
     check: Annotated[
         bool, typer.Option(help="Exit 1 if the manifest differs from the specs.")
@@ -159,7 +178,7 @@ def render_manifest(
     from serving.k8s import write
     from serving.manifest import drift_from_catalogue, sync_with_catalogue
 
-    path = _manifest(manifest)
+    path = manifest_file(manifest)
     if check:
         problems = run_guarded(lambda: drift_from_catalogue(path))
         if problems:

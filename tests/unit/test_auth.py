@@ -150,6 +150,7 @@ def test_every_inference_route_checks_the_key_and_health_does_not():
 
     from services.spec import load_spec
     from serving.model_slot import ModelSlot
+    from serving.routing import Router
     from serving.telemetry import RequestTelemetry
 
     spec = load_spec("fraud-detection")
@@ -163,6 +164,8 @@ def test_every_inference_route_checks_the_key_and_health_does_not():
     replica.auth = ApiKeyAuth(KEY)
     replica.service, replica.max_batch_rows = spec.name, spec.serving.max_batch_rows
     replica.slot = ModelSlot(spec.name, spec.serving.max_request_rows)
+    replica.candidate = ModelSlot(spec.name, spec.serving.max_request_rows)
+    replica.router = Router(None)
     replica.telemetry = RequestTelemetry(spec.name, "unused", "w", enabled=False)
 
     async def body_must_not_be_read() -> dict:

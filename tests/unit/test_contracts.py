@@ -37,6 +37,9 @@ ELSEWHERE = {
     ("columns", "monitoring/result.py"): "a field of the monitor's summary JSON",
     ("endpoint", "benchmarks/bench_serving.py"): "a field of benchmarks/results.json",
     ("endpoint", "serving/telemetry.py"): "a label of the Prometheus request metrics",
+    ("variant", "serving/telemetry.py"): "a label of the Prometheus request metrics",
+    ("shadow", "services/spec.py"): "a rollout step's mode (the spec loads without pandas)",
+    ("canary", "services/spec.py"): "a rollout step's mode (the spec loads without pandas)",
 }
 
 
