@@ -20,11 +20,13 @@ log = logging.getLogger(__name__)
 REPORT_HTML = "report.html"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
+MONITORING_AREA = "monitoring"  # folder of the monitor's runs under MLOPS_HOME
 
 
-def output_dir(home: Path, service: str, when: datetime) -> Path:
-    """A fresh folder per run (a suffix keeps two runs in the same second apart)."""
-    base = home / "monitoring" / service / when.strftime("%Y%m%dT%H%M%SZ")
+def output_dir(home: Path, service: str, when: datetime, area: str = MONITORING_AREA) -> Path:
+    """A fresh folder per run under `<home>/<area>/<service>/` (a suffix keeps two runs in the
+    same second apart)."""
+    base = home / area / service / when.strftime("%Y%m%dT%H%M%SZ")
     path, n = base, 1
     while path.exists():
         n += 1

@@ -1,4 +1,5 @@
-"""One MLflow run per monitor check in experiment `<service>-monitoring` (metrics over time)."""
+"""One MLflow run per monitor check in experiment `<service>-monitoring` (metrics over time);
+the runs of other checks (rollout analyses) are made and finished the same way."""
 
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ def experiment_name(service: str) -> str:
 
 
 def start_run(client: MlflowClient, service: str) -> str:
-    name = experiment_name(service)
-    experiment = client.get_experiment_by_name(name)
+    return create_run(client, experiment_name(service), f"monitor-{service}")
+
+
+def create_run(client: MlflowClient, experiment: str, run_name: str) -> str:
+    """A new run in `experiment` (created on first use); returns its id."""
+    found = client.get_experiment_by_name(experiment)
     experiment_id = (
-        experiment.experiment_id if experiment is not None else client.create_experiment(name)
+        found.experiment_id if found is not None else client.create_experiment(experiment)
     )
-    run = client.create_run(experiment_id, run_name=f"monitor-{service}")
-    return str(run.info.run_id)
+    return str(client.create_run(experiment_id, run_name=run_name).info.run_id)
 
 
 def run_metrics(result: MonitorResult) -> dict[str, float]:
@@ -88,4 +92,4 @@ def finish_run(client: MlflowClient, run_id: str, files: list[Path], failed: boo
     for path in files:
         client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
-    log.info("MLflow monitoring run %s finished", run_id)
+    log.info("MLflow run %s finished", run_id)
