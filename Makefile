@@ -101,7 +101,7 @@ ACT_FLAGS = -P ubuntu-latest=-self-hosted --action-offline-mode --pull=false --n
 TAG_PATTERN := ^[a-z][a-z0-9-]*@v[1-9][0-9]*$$
 SERVICE_PATTERN := ^[a-z][a-z0-9-]*$$
 
-.PHONY: actionlint act-list act-pr act-release act-deploy act-monitor
+.PHONY: actionlint act-list act-pr act-release act-deploy act-monitor act-rollout
 
 act-list: $(BIN)/mlops ## the workflows and jobs act sees
 	$(ACT) -l $(ACT_FLAGS)
@@ -122,17 +122,26 @@ act-deploy: $(BIN)/mlops ## deploy.yml (workflow_dispatch): deploy the manifest,
 	$(ACT_STACK_ENV) $(BIN)/mlops stack up
 	$(ACT) workflow_dispatch -W .github/workflows/deploy.yml -e $(ACT_DIR)/workflow_dispatch.json $(ACT_FLAGS)
 
+# A scheduled workflow on its schedule, or with SERVICE=<name> for one service (dispatch).
+define act_scheduled
+@if [ -n "$(SERVICE)" ]; then \
+	  [[ "$(SERVICE)" =~ $(SERVICE_PATTERN) ]] || { echo "usage: make $@ [SERVICE=<service>]"; exit 2; }; \
+	  event="$$(mktemp)"; trap 'rm -f "$$event"' EXIT; \
+	  sed 's|"service": ""|"service": "$(SERVICE)"|' $(ACT_DIR)/workflow_dispatch.json > "$$event"; \
+	  echo "$(ACT) workflow_dispatch -W .github/workflows/$(1) -e $$event ..."; \
+	  $(ACT) workflow_dispatch -W .github/workflows/$(1) -e "$$event" $(ACT_FLAGS); \
+	else \
+	  $(ACT) schedule -W .github/workflows/$(1) -e $(ACT_DIR)/schedule.json $(ACT_FLAGS); \
+	fi
+endef
+
 act-monitor: $(BIN)/mlops ## monitor.yml on schedule; SERVICE=<name> runs it for one service (dispatch)
 	$(ACT_STACK_ENV) $(BIN)/mlops stack up --no-ray
-ifdef SERVICE
-	@[[ "$(SERVICE)" =~ $(SERVICE_PATTERN) ]] || { echo "usage: make act-monitor [SERVICE=<service>]"; exit 2; }
-	@event="$$(mktemp)"; trap 'rm -f "$$event"' EXIT; \
-	  sed 's|"service": ""|"service": "$(SERVICE)"|' $(ACT_DIR)/workflow_dispatch.json > "$$event"; \
-	  echo "$(ACT) workflow_dispatch -W .github/workflows/monitor.yml -e $$event ..."; \
-	  $(ACT) workflow_dispatch -W .github/workflows/monitor.yml -e "$$event" $(ACT_FLAGS)
-else
-	$(ACT) schedule -W .github/workflows/monitor.yml -e $(ACT_DIR)/schedule.json $(ACT_FLAGS)
-endif
+	$(call act_scheduled,monitor.yml)
+
+act-rollout: $(BIN)/mlops ## rollout.yml on schedule: analyse and step every rollout; SERVICE=<name> for one
+	$(ACT_STACK_ENV) $(BIN)/mlops stack up
+	$(call act_scheduled,rollout.yml)
 
 bench: install ## serving and pipeline benchmarks side by side -> benchmarks/RESULTS.md
 	@command -v wrk >/dev/null || { echo "error: wrk is needed (apt-get install wrk)"; exit 1; }

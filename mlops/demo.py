@@ -2,7 +2,8 @@
 
 stack up -> dvc repro (v1 of every service) -> promote v1 -> healthy traffic -> drifted
 traffic to one service -> monitor opens a retrain pull request (local mode) -> the retrain
-branch is reproduced (`dvc repro` on it, v2) -> v2 promoted -> summary.
+branch is reproduced (`dvc repro` on it, v2) -> v2 rolled out (shadow, canary, production:
+each step a commit, analysed on live traffic) -> summary.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class DemoState:
     versions: dict[str, str] = field(default_factory=dict)  # what production serves
     metrics: dict[str, str] = field(default_factory=dict)
     monitor: dict[str, Any] = field(default_factory=dict)  # service -> MonitorResult
+    rollout: list[Any] = field(default_factory=list)  # the analysis of every step (in order)
 
 
 def step(title: str) -> None:
@@ -76,6 +78,56 @@ def promote_latest(state: DemoState, service: str) -> None:
     promote(f"{service}@v{version}")
     state.versions[service] = version
     console.print(f"{service}: v{version} promoted and serving")
+
+
+def roll_out_latest(state: DemoState, service: str) -> None:
+    """Start the rollout of the newest version, then per step: live traffic with labels until
+    the step has its evidence (requests and minutes), the analysis, and the step it decides
+    (each a commit on main)."""
+    from monitoring.rollout_job import analyse_and_apply
+    from monitoring.rollout_result import RolloutDecision
+    from serving.manifest import manifest_path, rollouts
+    from serving.rollout import describe, policy, start
+
+    version = latest_version(service)
+    step_ = start(f"{service}@v{version}")
+    console.print(f"{service}: {step_.message.splitlines()[0]}")
+    rules, seed = policy(service), 300
+    while service in rollouts(manifest_path()):
+        traffic = rollouts(manifest_path())[service]
+        ready_at = traffic.since.timestamp() + rules.min_minutes * 60 if traffic.since else 0
+        share = traffic.weight / 100
+        send_traffic(
+            service, int(rules.min_requests * ROWS_PER_REQUEST * 1.2 / share), "none", seed
+        )
+        seed += 1
+        time.sleep(max(ready_at - time.time(), 0) + LOG_FLUSH_WAIT_S)
+        outcome = analyse_and_apply(service, manifest_path(), apply=True)
+        state.rollout.append(outcome.analysis)
+        console.print(
+            f"{service}, {describe(traffic)}: [bold]{outcome.decision}[/] ({outcome.applied})"
+        )
+        if outcome.decision == RolloutDecision.ABORT:
+            raise RuntimeError(f"{service} v{version}: the rollout was aborted: {outcome.markdown}")
+    state.versions[service] = version
+    console.print(f"{service}: v{version} serves all traffic")
+
+
+def rollout_table(analyses: list[Any]) -> Table:
+    """Each analysed step: its traffic, decision and every gate's figures."""
+    table = Table(
+        Column("step", no_wrap=True),
+        Column("decision", no_wrap=True),
+        *(Column(g.name, overflow="fold") for g in (analyses[0].evidence, *analyses[0].gates)),
+        box=box.SIMPLE_HEAD,
+    )
+    for a in analyses:
+        table.add_row(
+            f"{a.step} {a.mode} {a.weight:g}% v{a.candidate}",
+            a.decision.value,
+            *(f"{g.verdict}: {g.text}" for g in (a.evidence, *a.gates)),
+        )
+    return table
 
 
 def show_requests() -> None:
@@ -194,6 +246,9 @@ def summary(state: DemoState) -> None:
 
     table, links = summary_table(state, registered_versions(list(load_catalogue())), get_settings())
     console.print(table)
+    if state.rollout:
+        console.print(f"Rollout of {DRIFTED_SERVICE} v{state.rollout[0].candidate}, step by step:")
+        console.print(rollout_table(state.rollout))
     for line in links:
         console.print(line, markup=False, highlight=False)
 
@@ -226,8 +281,8 @@ def run_demo() -> DemoState:
         )
     step(f"6. Reproduce {result.pull_request.branch} (dvc repro on the retrain branch)")
     retrain_from_branch(result.pull_request.branch, DRIFTED_SERVICE)
-    step(f"7. Promote the retrained {DRIFTED_SERVICE}")
-    promote_latest(state, DRIFTED_SERVICE)
+    step(f"7. Roll out the retrained {DRIFTED_SERVICE}: shadow, canary, production")
+    roll_out_latest(state, DRIFTED_SERVICE)
     step("Summary")
     summary(state)
     console.print(json.dumps(state.versions))

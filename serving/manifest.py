@@ -166,19 +166,15 @@ def rollouts(path: Path) -> dict[str, RolloutTraffic]:
     return found
 
 
-def set_rollout(path: Path, service: str, traffic: RolloutTraffic | None) -> None:
-    """Name `traffic` as `service`'s rollout (None: end it, all traffic on the stable version)."""
-    doc = load(path)
-    config = _realtime(application(doc, service, str(path))).setdefault("user_config", {})
-    if traffic is None:
-        config.pop(ROLLOUT_KEY, None)
-    else:
-        config[ROLLOUT_KEY] = traffic.config()
-    save(path, doc)
+_KEEP = object()  # set_model_version: the rollout stays as it is
 
 
-def set_model_version(path: Path, service: str, version: str | None) -> str | None:
-    """Point every deployment of `service` at `version`; returns the version it replaced.
+def set_model_version(
+    path: Path, service: str, version: str | None, rollout: Any = _KEEP
+) -> str | None:
+    """Point every deployment of `service` at `version` (and its real-time deployment's rollout
+    at `rollout`, when given: a `RolloutTraffic`, or None to end it) in one edit; returns the
+    version it replaced.
 
     A catalogue service the manifest has no application for yet gets the one its spec
     implies (as `mlops render manifest` would add it), so a new service needs no extra step.
@@ -193,6 +189,12 @@ def set_model_version(path: Path, service: str, version: str | None) -> str | No
         deployment.setdefault("user_config", {})[MODEL_VERSION_KEY] = (
             None if version is None else str(version)
         )
+    if rollout is not _KEEP:
+        config = _realtime(app)["user_config"]
+        if rollout is None:
+            config.pop(ROLLOUT_KEY, None)
+        else:
+            config[ROLLOUT_KEY] = rollout.config()
     save(path, doc)
     return previous
 

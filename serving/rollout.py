@@ -59,8 +59,7 @@ class Traffic:
         """The manifest edit that makes `service` run this."""
 
         def apply(path: Path) -> None:
-            manifest.set_model_version(path, service, self.stable)
-            manifest.set_rollout(path, service, self.rollout)
+            manifest.set_model_version(path, service, self.stable, self.rollout)
 
         return apply
 
@@ -150,8 +149,8 @@ def start(
     tag: str,
     manifest_path: Path | None = None,
     do_deploy: bool = True,
-    verify_timeout_s: float = 120.0,
     remote: str | None = None,
+    verify_timeout_s: float = 120.0,
 ) -> Step:
     """Start rolling out a tagged version: gates, then the policy's first step, git first."""
     service, version = parse_tag(tag)
@@ -188,36 +187,51 @@ def next_traffic(rollout: Rollout, before: Traffic, traffic: RolloutTraffic) -> 
     return Traffic(traffic.candidate, None)
 
 
+def plan_advance(path: Path, service: str, analysis: str = "") -> Step:
+    """The next step of `service`'s rollout in the manifest at `path` (after the last step:
+    completion), not yet recorded; `analysis` (markdown) ends its message."""
+    rollout = policy(service)
+    before, traffic = in_progress(path, service)
+    after = next_traffic(rollout, before, traffic)
+    if after.rollout is None:
+        action = "complete"
+        subject = (
+            f"Complete the rollout of {service} v{traffic.candidate}: it serves all traffic "
+            f"(production; previous v{before.stable})"
+        )
+    else:
+        action = "advance"
+        subject = (
+            f"Advance the rollout of {service} v{traffic.candidate}: "
+            f"{describe(after.rollout, rollout)}"
+        )
+    message = f"{subject}\n\n{analysis}".rstrip()
+    return Step(service, action, traffic.candidate, before, after, message)
+
+
+def plan_abort(path: Path, service: str, reason: str, analysis: str = "") -> Step:
+    """All of `service`'s traffic back on its stable version, not yet recorded."""
+    before, traffic = in_progress(path, service)
+    message = (
+        f"Abort the rollout of {service} v{traffic.candidate}: all traffic back on "
+        f"v{before.stable}\n\n{reason}\n\n{analysis}"
+    ).rstrip()
+    return Step(service, "abort", traffic.candidate, before, Traffic(before.stable, None), message)
+
+
 def advance(
     service: str,
     analysis: str = "",
     manifest_path: Path | None = None,
     do_deploy: bool = True,
-    verify_timeout_s: float = 120.0,
     remote: str | None = None,
+    verify_timeout_s: float = 120.0,
 ) -> Step:
-    """Take the next step of `service`'s rollout (after the last: completion), git first;
-    `analysis` (markdown) goes into the commit message."""
-    rollout = policy(service)
+    """Take the next step of `service`'s rollout (after the last: completion), git first."""
     path = manifest_path or manifest.manifest_path()
     client = connect()
     with manifest_lock():
-        before, traffic = in_progress(path, service)
-        after = next_traffic(rollout, before, traffic)
-        if after.rollout is None:
-            action = "complete"
-            subject = (
-                f"Complete the rollout of {service} v{traffic.candidate}: it serves all traffic "
-                f"(production; previous v{before.stable})"
-            )
-        else:
-            action = "advance"
-            subject = (
-                f"Advance the rollout of {service} v{traffic.candidate}: "
-                f"{describe(after.rollout, rollout)}"
-            )
-        message = f"{subject}\n\n{analysis}".rstrip()
-        step = Step(service, action, traffic.candidate, before, after, message)
+        step = plan_advance(path, service, analysis)
         return _change(client, GitTarget.of(path, remote), path, step, do_deploy, verify_timeout_s)
 
 
@@ -226,31 +240,31 @@ def abort(
     reason: str,
     manifest_path: Path | None = None,
     do_deploy: bool = True,
-    verify_timeout_s: float = 120.0,
     remote: str | None = None,
+    verify_timeout_s: float = 120.0,
+    analysis: str = "",
 ) -> Step:
     """Put all of `service`'s traffic back on its stable version, git first; the candidate's
     registered version is tagged with `reason`, the aliases stay as they are."""
     path = manifest_path or manifest.manifest_path()
     client = connect()
     with manifest_lock():
-        before, traffic = in_progress(path, service)
-        after = Traffic(before.stable, None)
-        message = (
-            f"Abort the rollout of {service} v{traffic.candidate}: all traffic back on "
-            f"v{before.stable}\n\n{reason}"
-        )
-        step = Step(service, "abort", traffic.candidate, before, after, message)
+        step = plan_abort(path, service, reason, analysis)
         result = _change(
             client, GitTarget.of(path, remote), path, step, do_deploy, verify_timeout_s
         )
+    tag_aborted(client, service, step.candidate, reason)
+    return result
+
+
+def tag_aborted(client: MlflowClient, service: str, candidate: str, reason: str) -> None:
+    """Record on the candidate's registered version why its rollout was aborted."""
     try:
         client.set_model_version_tag(
-            service, traffic.candidate, ROLLOUT_ABORTED_TAG, reason[:MAX_REASON_CHARS]
+            service, candidate, ROLLOUT_ABORTED_TAG, reason[:MAX_REASON_CHARS]
         )
     except (MlflowException, httpx.HTTPError) as exc:  # git and the cluster already agree
-        log.error("could not tag %s v%s as aborted: %s", service, traffic.candidate, exc)
-    return result
+        log.error("could not tag %s v%s as aborted: %s", service, candidate, exc)
 
 
 def _change(

@@ -12,7 +12,11 @@ the scenarios, which run in the order of the loop and build on each other:
 3. the scheduled monitor, with covariate-drifted traffic in the inference log, opens a
    retrain pull request in local mode and writes its reports;
 4. a revert merged on main (the manifest back to the first version) is applied by the deploy
-   workflow: cluster, aliases and smoke test.
+   workflow: cluster, aliases and smoke test;
+5. with a rollout policy merged on main, a tag commits the first step (shadow) and the
+   scheduled rollout workflow analyses each step and commits the next, up to production;
+6. a candidate trained on corrupted labels is started the same way and aborted by the
+   scheduled analysis: traffic back on stable, aliases untouched, the reason on the version.
 
 `make act-*` runs in `work` with the session's MLflow server and Ray cluster in its
 environment; every act job copies `work` and builds its own environment. Outcomes are read
@@ -45,6 +49,7 @@ from services.settings import get_settings
 from services.spec import load_spec, service_names
 from serving.manifest import MODEL_VERSION_KEY, set_model_version
 from tests.e2e.test_act_pr import ActLog
+from tests.rollouts import without_rollout_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -167,9 +172,11 @@ def gitops(served, repo: Path, mlflow_server: str, tmp_path_factory) -> Iterator
 
     tmp = tmp_path_factory.mktemp("act-gitops")
     work = copy_repo(tmp / "work")
-    # main starts from what the cluster runs (the session's manifest, and its rendering)
+    # main starts from what the cluster runs (the session's manifest, and its rendering);
+    # releases here serve all traffic at once (rollouts: test_act_rollout.py)
     for relative in (MANIFEST, RAYSERVICE):
         shutil.copy2(repo / relative, work / relative)
+    without_rollout_policy(work, SERVICE)
     git(work, "commit", "-q", "--allow-empty", "-am", "Serve the versions deployed on the cluster")
     origin = tmp / "origin.git"
     git(tmp, "init", "-q", "--bare", "-b", "main", str(origin))
@@ -438,3 +445,109 @@ def test_deploy_applies_a_reverted_manifest(gitops: GitOps):
     # git is the truth: the alias follows the manifest
     assert g.client.get_model_version_by_alias(SERVICE, PRODUCTION).version == g.first
     assert g.client.get_model_version_by_alias(SERVICE, PREVIOUS).version == g.candidate
+
+
+ROLLOUT_STEP = "Analyse and apply (commit and push each step, deploy, verify)"
+E2E_POLICY = {
+    "steps": [{"mode": "shadow", "weight": 100}, {"mode": "canary", "weight": 50}],
+    "min_requests": 200,
+    "min_minutes": 0,
+}
+
+
+def release_in_steps(g: GitOps) -> None:
+    """On origin's main, fraud-detection gets a two-step rollout policy (a merged change)."""
+    git(g.work, "pull", "-q", "--ff-only", "origin", "main")
+    spec = g.work / "services" / SERVICE / "service.yaml"
+    raw = yaml.safe_load(spec.read_text())
+    raw["promotion"]["rollout"] = E2E_POLICY
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    git(g.work, "commit", "-qam", f"{SERVICE} releases in steps")
+    git(g.work, "push", "-q", "origin", "main")
+
+
+def step_traffic(g: GitOps, candidate: str, variant: str, requests: int) -> None:
+    """`requests` healthy requests; waits until the candidate's records are flushed."""
+    from tests.rollouts import recent, send, wait_for_records
+
+    since = recent(0.05)
+    send(SERVICE, requests)
+    wait_for_records(SERVICE, candidate, variant, E2E_POLICY["min_requests"], since)
+
+
+def rollout_on_origin(g: GitOps) -> object:
+    """The rollout that origin's main names for the service (None: none)."""
+    app = next(
+        a for a in yaml.safe_load(g.origin_file(MANIFEST))["applications"] if a["name"] == SERVICE
+    )
+    return next(d for d in app["deployments"] if d["name"] == "Realtime")["user_config"].get(
+        "rollout"
+    )
+
+
+def subject_on_origin(g: GitOps) -> str:
+    return git(g.origin, "log", "-1", "--format=%s", "main").strip()
+
+
+def test_a_tag_rolls_out_in_steps_taken_by_the_scheduled_analysis(gitops: GitOps):
+    from training.register import register
+
+    g = gitops
+    release_in_steps(g)
+    stable = manifest_versions(g.origin_file(MANIFEST))[SERVICE]
+    candidate = register(load_spec(SERVICE))["version"]
+    tag = f"{SERVICE}@v{candidate}"
+
+    act = g.make("rollout-start", "act-release", f"TAG={tag}")
+    assert act.returncode == 0, act.context()
+    assert subject_on_origin(g).startswith(f"Start rolling out {SERVICE} v{candidate} (tag {tag})")
+    assert rollout_on_origin(g)["mode"] == "shadow"
+    assert health()["rollout"]["model_version"] == candidate
+    assert aliases(g.client)[PRODUCTION] == stable  # unchanged until completion
+
+    step_traffic(g, candidate, "shadow", 240)
+    act = g.make("rollout-advance", "act-rollout")
+    assert act.returncode == 0, act.context()
+    assert act.log.results.get(ROLLOUT_STEP) == "success", act.context()
+    assert subject_on_origin(g).startswith(f"Advance the rollout of {SERVICE} v{candidate}")
+    assert "canary 50%" in subject_on_origin(g)
+    assert f"Rollout `{SERVICE}` step 1 (shadow, 100%): **advance**" in "".join(act.log.summary)
+
+    step_traffic(g, candidate, "canary", 480)
+    act = g.make("rollout-complete", "act-rollout")
+    assert act.returncode == 0, act.context()
+    assert subject_on_origin(g).startswith(f"Complete the rollout of {SERVICE} v{candidate}")
+    assert manifest_versions(g.origin_file(MANIFEST))[SERVICE] == candidate
+    assert rollout_on_origin(g) is None
+    assert aliases(g.client)[PRODUCTION] == candidate
+    assert aliases(g.client)[PREVIOUS] == stable
+    answer = health()
+    assert answer[MODEL_VERSION] == candidate and "rollout" not in answer, answer
+
+
+def test_a_candidate_on_corrupted_labels_is_aborted_by_the_scheduled_analysis(
+    gitops: GitOps, tmp_path
+):
+    from services.registry_keys import ROLLOUT_ABORTED_TAG
+    from tests.pipeline import train_and_register
+    from tests.rollouts import risky_countries_are_fraud
+
+    g = gitops
+    stable = manifest_versions(g.origin_file(MANIFEST))[SERVICE]
+    production = aliases(g.client)
+    tree = copy_repo(tmp_path / "corrupted")
+    corrupted = train_and_register(tree, SERVICE, relabel=risky_countries_are_fraud)["version"]
+
+    act = g.make("rollout-start-corrupted", "act-release", f"TAG={SERVICE}@v{corrupted}")
+    assert act.returncode == 0, act.context()
+    step_traffic(g, corrupted, "shadow", 240)
+    act = g.make("rollout-abort", "act-rollout")
+    assert act.returncode == 0, act.context()
+
+    assert subject_on_origin(g).startswith(f"Abort the rollout of {SERVICE} v{corrupted}")
+    assert "divergence" in git(g.origin, "log", "-1", "--format=%b", "main")
+    assert manifest_versions(g.origin_file(MANIFEST))[SERVICE] == stable
+    assert rollout_on_origin(g) is None
+    assert aliases(g.client) == production
+    assert g.client.get_model_version(SERVICE, corrupted).tags[ROLLOUT_ABORTED_TAG]
+    assert health()[MODEL_VERSION] == stable and "rollout" not in health()

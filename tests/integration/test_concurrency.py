@@ -98,7 +98,7 @@ def test_concurrent_promotions_are_serialised_and_end_in_agreement(served, paral
         started = time.monotonic()
         runs = [
             subprocess.Popen(
-                [tool("mlops"), "promote", f"{SERVICE}@v{version}"],
+                [tool("mlops"), "promote", f"{SERVICE}@v{version}", "--direct"],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -6,7 +6,8 @@ deeper trees and a step so small that its validation logloss improves at every o
 thousands of trees (AUC, a ranking, would plateau and stop it early): about as good a model
 (the promotion gate checks it), fifty times the trees.
 Both are promoted in turn (gates, manifest commit, deploy) and get the same healthy traffic;
-the monitor's SLO rule then names the latency. The production version of the session is
+the monitor's SLO rule then names the latency. Rolled out in shadow behind the fast one, the
+slow version is aborted by the rollout's latency gate. The production version of the session is
 promoted back at the end.
 """
 
@@ -28,13 +29,19 @@ from mlops.sandbox import copy_repo
 from monitoring.monitor import MonitorOptions, monitor_service
 from monitoring.pull_requests import LocalOpener
 from monitoring.requests import read_requests
-from services.inference_log import MODEL_VERSION
+from monitoring.rollout_gates import LATENCY
+from monitoring.rollout_job import analyse_and_apply
+from monitoring.rollout_result import RolloutDecision, Verdict
+from services.inference_log import MODEL_VERSION, SHADOW
 from services.registry import PREVIOUS, PRODUCTION, aliased_number
+from services.registry_keys import ROLLOUT_ABORTED_TAG
 from services.settings import get_settings
-from services.spec import SPEC_FILE, load_spec
-from serving.manifest import manifest_path, versions
+from serving import rollout
+from serving.manifest import manifest_path, rollouts, versions
 from serving.promote import promote
 from tests.load import predict_body
+from tests.pipeline import train_and_register
+from tests.rollouts import rollout_policy, wait_for_records
 
 pytestmark = pytest.mark.integration
 SERVICE = "fraud-detection"
@@ -42,31 +49,6 @@ ROWS_PER_REQUEST = 500  # XGBoost's cost grows with rows x trees: a clear gap pe
 REQUESTS = 210  # above min_requests (200) for both versions
 SLOW_ROUNDS = 4_000  # at depth 8: ~160 ms per 500-row request on one core (shipped: ~5 ms)
 SLOW_PARAMS = {"eta": 0.0015, "max_depth": 8, "eval_metric": "logloss"}
-
-
-def train_and_register(tree: Path, model: dict | None = None) -> dict[str, str]:
-    """dvc repro's stages for the service in `tree` (a repository copy): a new version,
-    trained with the spec's `model` settings updated by `model`."""
-    from training.data import ensure_snapshot, prepare
-    from training.evaluate import evaluate
-    from training.register import register
-    from training.train import train
-
-    path = tree / "services" / SERVICE / SPEC_FILE
-    if model:
-        raw = yaml.safe_load(path.read_text())
-        raw["model"]["params"] |= model.pop("params", {})
-        raw["model"] |= model
-        path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MLOPS_REPO_ROOT", str(tree))
-        env.setenv("MLOPS_HOME", str(tree / ".mlops"))
-        spec = load_spec(SERVICE)
-        ensure_snapshot(spec)
-        prepare(spec)
-        train(spec)
-        evaluate(spec)
-        return register(spec)
 
 
 def send(count: int) -> dict[str, int]:
@@ -103,9 +85,10 @@ def fast_then_slow(served, tmp_path_factory, repo) -> Iterator[tuple[str, str]]:
     original = versions(manifest_path())[SERVICE]
     saved_previous = aliased_number(client, SERVICE, PREVIOUS)
     tree = copy_repo(tmp_path_factory.mktemp("slow-repo"))
-    fast = train_and_register(tree)["version"]
+    fast = train_and_register(tree, SERVICE)["version"]
     registered = train_and_register(
         tree,
+        SERVICE,
         {"num_boost_round": SLOW_ROUNDS, "early_stopping_rounds": 100, "params": SLOW_PARAMS},
     )
     slow = registered["version"]
@@ -165,3 +148,27 @@ def test_the_slow_version_is_reverted_because_of_its_latency(fast_then_slow, rep
     app = next(a for a in yaml.safe_load(manifest)["applications"] if a["name"] == SERVICE)
     assert {d["user_config"]["model_version"] for d in app["deployments"]} == {fast}
     assert "p99 latency" in Path(record["body_path"]).read_text()
+
+
+def test_a_slow_candidate_in_shadow_is_aborted_by_the_latency_gate(fast_then_slow, repo):
+    """The same two versions as a rollout: the fast one stable, the slow one shadowing it."""
+    fast, slow = fast_then_slow
+    client = MlflowClient(get_settings().tracking_uri)
+    promote(f"{SERVICE}@v{fast}", verify_timeout_s=240)
+    with rollout_policy(repo, SERVICE):
+        rollout.start(f"{SERVICE}@v{slow}", verify_timeout_s=240)
+        try:
+            since = rollouts(manifest_path())[SERVICE].since
+            assert send(REQUESTS) == {fast: REQUESTS}  # stable answers, the shadow only logs
+            wait_for_records(SERVICE, slow, SHADOW, REQUESTS, since, timeout_s=120)
+            outcome = analyse_and_apply(SERVICE, manifest_path(), apply=True)
+        finally:
+            if SERVICE in rollouts(manifest_path()):
+                rollout.abort(SERVICE, "test teardown")
+    latency = outcome.analysis.gate(LATENCY)
+    print(latency.text)
+    assert outcome.decision == RolloutDecision.ABORT, outcome.markdown
+    assert latency.verdict == Verdict.FAIL, latency
+    assert versions(manifest_path())[SERVICE] == fast and rollouts(manifest_path()) == {}
+    assert aliased_number(client, SERVICE, PRODUCTION) == fast
+    assert "latency" in client.get_model_version(SERVICE, slow).tags[ROLLOUT_ABORTED_TAG]

@@ -84,7 +84,7 @@ def test_a_rollout_is_named_in_the_realtime_user_config_only(manifest_file):
     traffic = RolloutTraffic(
         candidate="2", mode=CANARY, weight=10, step=2, since=datetime(2026, 6, 1, tzinfo=UTC)
     )
-    manifest.set_rollout(manifest_file, SERVICE, traffic)
+    manifest.set_model_version(manifest_file, SERVICE, "1", traffic)
     assert manifest.rollouts(manifest_file) == {SERVICE: traffic}
     app = manifest.application(manifest.load(manifest_file), SERVICE)
     configs = {d["name"]: dict(d["user_config"]) for d in app["deployments"]}
@@ -94,7 +94,7 @@ def test_a_rollout_is_named_in_the_realtime_user_config_only(manifest_file):
     assert manifest.drift_from_catalogue(manifest_file) == []  # traffic is not drift
     manifest.sync_with_catalogue(manifest_file)
     assert manifest.rollouts(manifest_file) == {SERVICE: traffic}
-    manifest.set_rollout(manifest_file, SERVICE, None)
+    manifest.set_model_version(manifest_file, SERVICE, "1", None)
     assert manifest.rollouts(manifest_file) == {}
 
 

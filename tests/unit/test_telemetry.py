@@ -162,7 +162,13 @@ def test_answered_rows_carry_their_request_record(replicas, log_uri):
     assert (first["status"], first["rows"], first["variant"]) == (200, 3, "stable")
     assert (first["endpoint"], first["model_version"]) == ("predict", "7")
     assert 0 < first["latency_ms"] <= client_ms
-    tags = {"service": SERVICE, "version": "7", "variant": "stable", "endpoint": "predict", "status": "200"}
+    tags = {
+        "service": SERVICE,
+        "version": "7",
+        "variant": "stable",
+        "endpoint": "predict",
+        "status": "200",
+    }
     assert count.calls == [(1.0, tags)]
     assert latency.calls == [(pytest.approx(first["latency_ms"]), tags)]
     assert read_log(log_uri, SERVICE, "requests").empty  # answered: not in `requests`
