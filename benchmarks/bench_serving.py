@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from benchmarks import telemetry_ab
+from benchmarks import ab, rollout_ab, telemetry_ab
 from benchmarks.load import LoadResult, run_wrk
 from serving.protocol import DF_RECORDS, RECORDS
 
@@ -202,7 +202,9 @@ def batch(rows: int, workdir: Path, version: str) -> dict[str, float]:
 
 
 def promote_wall_time(repo: Path, env: dict[str, str]) -> tuple[str, float]:
-    """Register one more version, then time `mlops promote` until the endpoint serves it."""
+    """Register one more version, then time `mlops promote --direct` until the endpoint serves
+    it (without `--direct` the service's rollout policy would only start a shadow, and every
+    figure measured after it would carry one)."""
     mlops = str(BIN / "mlops")
     subprocess.run(
         [mlops, "stage", "register", SERVICE], cwd=repo, env=env, check=True, capture_output=True
@@ -210,7 +212,7 @@ def promote_wall_time(repo: Path, env: dict[str, str]) -> tuple[str, float]:
     version = json.loads((repo / "models" / SERVICE / "registration.json").read_text())["version"]
     start = time.perf_counter()
     subprocess.run(
-        [mlops, "promote", f"{SERVICE}@v{version}"],
+        [mlops, "promote", f"{SERVICE}@v{version}", "--direct"],
         cwd=repo,
         env=env,
         check=True,
@@ -257,13 +259,16 @@ def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[st
             asdict(r)
             for r in realtime(body, repo / "models" / SERVICE / "model.ubj", version, duration_s)
         ]
+        predict_url = f"{settings.serve_url}/{SERVICE}/predict"
         log.info("request telemetry: off and on, alternating")
-        cost = telemetry_ab.measure_cost(
-            f"{settings.serve_url}/{SERVICE}/predict", body, duration_s, WARMUP_S
-        )
+        cost = telemetry_ab.measure_cost(predict_url, body, duration_s, WARMUP_S)
         results["telemetry"] = {
             side: [asdict(r) for r in getattr(cost, side)] for side in ("on", "off")
         }
+        log.info("rollout traffic: none, shadow and canary, alternating")
+        stable, candidate = rollout_ab.versions()
+        load = ab.Load(predict_url, body, duration_s, WARMUP_S)
+        results["rollout"] = asdict(rollout_ab.measure_cost(stable, candidate, load))
         log.info("batch: %d rows", rows)
         results["batch"] = batch(rows, workdir, version)
         log.info("monitor: %d rows", monitor_rows)
@@ -381,6 +386,7 @@ def report(results: dict[str, Any]) -> str:
             "the model (the same `inplace_predict` call in both).",
         ]
     lines += telemetry_ab.report_lines(results.get("telemetry"))
+    lines += rollout_ab.report_lines(results.get("rollout"))
     p, m = results["pipeline"], results["monitor"]
     lines += [
         "",

@@ -1,0 +1,79 @@
+"""A/B runs of one endpoint under several deployed settings, in one run, and their table.
+
+Rounds alternate the settings, each after deploying it and a warm-up, at 16 connections, so a
+drift of the machine during the run touches every side alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.load import LoadResult, run_wrk
+
+log = logging.getLogger(__name__)
+CONNECTIONS = 16
+ROUNDS = 2
+Measure = Callable[[str, str, str, int, int], LoadResult]  # name, url, body, connections, s
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One side of an A/B: its key in results.json, the name of its load runs, and the
+    deployment of it (entered before its warm-up, left after its measurement)."""
+
+    key: str
+    name: str
+    deployed: Callable[[], AbstractContextManager[object]]
+
+
+@dataclass(frozen=True)
+class Load:
+    """What every side of an A/B is measured with: `body` POSTed to `url`, a warm-up of
+    `warmup_s` then `duration_s` measured, `rounds` times."""
+
+    url: str
+    body: str
+    duration_s: int
+    warmup_s: int
+    rounds: int = ROUNDS
+    measure: Measure = run_wrk
+
+    def run(self, name: str, seconds: int) -> LoadResult:
+        return self.measure(name, self.url, self.body, CONNECTIONS, seconds)
+
+
+def alternate(settings: Sequence[Setting], load: Load) -> dict[str, list[LoadResult]]:
+    """Per setting key, one measurement a round; every round goes through the settings in
+    order, each deployed, warmed up, then measured."""
+    runs: dict[str, list[LoadResult]] = {setting.key: [] for setting in settings}
+    for _ in range(load.rounds):
+        for setting in settings:
+            with setting.deployed():
+                log.info("%s: warm-up, then %d s", setting.name, load.duration_s)
+                load.run(setting.name, load.warmup_s)
+                runs[setting.key].append(load.run(setting.name, load.duration_s))
+    return runs
+
+
+def mean(results: list[dict[str, float]], field: str) -> float:
+    """The mean of one figure over rounds (as stored in results.json)."""
+    return sum(r[field] for r in results) / len(results)
+
+
+def table(label: str, sides: Sequence[tuple[str, list[dict[str, Any]]]]) -> list[str]:
+    """A markdown table of the mean figures of each side (label, stored runs), in order."""
+    lines = [
+        f"| {label} | rounds | requests/s | p50 ms | p99 ms | CPU ms/request |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for side, runs in sides:
+        lines.append(
+            f"| {side} | {len(runs)} | {mean(runs, 'requests_per_s'):.0f} | "
+            f"{mean(runs, 'p50_ms'):.2f} | {mean(runs, 'p99_ms'):.2f} | "
+            f"{mean(runs, 'cpu_ms_per_request'):.2f} |"
+        )
+    return lines
