@@ -267,24 +267,36 @@ def realtime_deployment(args: AppArgs) -> Any:
                 return candidate, CANARY
             return stable, STABLE
 
-        def _shadow(self, body: bytes, endpoint: Endpoint, parse: Parse, key: str) -> None:
+        def _shadow(
+            self, body: bytes, endpoint: Endpoint, parse: Parse, shape: Shape, key: str
+        ) -> None:
             """Score an answered request's body with the candidate, off its latency path."""
             candidate = self.candidate.current
             if candidate is None:
                 return
-            task = asyncio.create_task(self._score_shadow(candidate, body, endpoint, parse, key))
+            task = asyncio.create_task(
+                self._score_shadow(candidate, body, endpoint, parse, shape, key)
+            )
             self._shadows.add(task)
             task.add_done_callback(self._shadows.discard)
 
         async def _score_shadow(
-            self, candidate: LoadedModel, body: bytes, endpoint: Endpoint, parse: Parse, key: str
+            self,
+            candidate: LoadedModel,
+            body: bytes,
+            endpoint: Endpoint,
+            parse: Parse,
+            shape: Shape,
+            key: str,
         ) -> None:
-            """The candidate's answer to request `key`, logged under the same row ids."""
+            """The candidate's answer to request `key`, logged under the same row ids; its
+            latency covers what the stable's does (parse, score, encode), not the wait."""
             started = time.perf_counter()
             try:
                 records = parse(candidate.api, body)
                 raw = await self._score(candidate, records)
                 predictions = candidate.api.predictions(raw, row_ids(key, len(records)))
+                _encode(shape(candidate.version, predictions))  # the answer it would give
                 record = self.telemetry.answered(
                     endpoint, candidate.version, key, len(records), started, SHADOW
                 )
@@ -322,7 +334,7 @@ def realtime_deployment(args: AppArgs) -> Any:
                 meta = self.row_meta(served.version, endpoint, record, variant)
                 self.log_records(records, predictions, meta)
                 if route.shadow:
-                    self._shadow(body, endpoint, parse, key)
+                    self._shadow(body, endpoint, parse, shape, key)
                 return response
             except (Exception, asyncio.CancelledError) as exc:
                 self.telemetry.refused(endpoint, self.version_now(served), exc, started, variant)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from mlops.commands.serving import ManifestOption, RemoteOption, manifest_file
 from mlops.console import console, fail, run_guarded
@@ -48,7 +48,7 @@ def status_command(manifest: ManifestOption = None) -> None:
 
     path = manifest_file(manifest)
     stable, active = run_guarded(lambda: (versions(path), rollouts(path)))
-    table = Table("service", "stable version", "rollout", "since")
+    table = Table("service", "stable version", Column("rollout", no_wrap=True), "since")
     for service, version in stable.items():
         traffic = active.get(service)
         since = "" if traffic is None or traffic.since is None else traffic.since.isoformat()

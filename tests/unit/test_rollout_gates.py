@@ -313,4 +313,4 @@ def test_a_forecast_canary_advances_and_a_biased_one_aborts():
 
 def test_a_spec_without_a_rollout_policy_is_refused():
     with pytest.raises(ValueError, match="no rollout policy"):
-        judge(spec=load_spec("fraud-detection"))
+        judge(spec=load_spec("demand-forecast"))

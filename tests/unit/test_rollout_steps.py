@@ -117,3 +117,27 @@ def test_a_step_pull_request_holds_the_manifest_after_the_step(tree, monkeypatch
     assert manifest.rollouts(proposed)[SERVICE].weight == 10
     assert "rollout" in change.files["infra/k8s/rayservice.yaml"]
     assert manifest.rollouts(tree)[SERVICE].step == 1  # the working tree is unchanged
+
+
+def test_rollout_status_names_each_rollout_and_its_step(tree):
+    from typer.testing import CliRunner
+
+    from mlops.cli import app
+
+    policy = rollout.policy(SERVICE)
+    manifest.set_model_version(tree, SERVICE, "1", rollout.step_traffic(policy, "2", 2))
+    result = CliRunner().invoke(app, ["rollout", "status", "--manifest", str(tree)])
+    assert result.exit_code == 0, result.output
+    assert "step 2/3: canary 10% to v2" in result.output
+    assert "no rollout" in result.output  # demand-forecast
+
+
+def test_analyse_needs_a_service_or_all(tree):
+    from typer.testing import CliRunner
+
+    from mlops.cli import app
+
+    result = CliRunner().invoke(app, ["rollout", "analyse", "--manifest", str(tree)])
+    assert result.exit_code == 1 and "give --service S (repeatable) or --all" in result.output
+    result = CliRunner().invoke(app, ["rollout", "analyse", "--all", "--manifest", str(tree)])
+    assert result.exit_code == 0 and "no rollout in progress" in result.output

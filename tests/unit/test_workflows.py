@@ -156,6 +156,7 @@ def test_write_permissions_only_where_needed():
         ("ci.yml", "comment"): {"pull-requests"},
         ("release.yml", "promote"): {"contents"},
         ("monitor.yml", "monitor"): {"contents", "pull-requests"},
+        ("rollout.yml", "analyse"): {"contents", "pull-requests"},
     }
     for path in WORKFLOWS:
         for name, job in load(path)["jobs"].items():
@@ -289,6 +290,21 @@ def test_release_is_serialized_per_service_and_released_git_first():
     assert names.index(release_step) < names.index("Smoke test every application")
 
 
+def test_rollouts_are_analysed_on_a_schedule_and_stepped_git_first():
+    workflow = load(GITHUB / "workflows" / "rollout.yml")
+    assert set(triggers(workflow)) == {"schedule", "workflow_dispatch"}
+    assert workflow["concurrency"] == {"group": "rollout", "cancel-in-progress": False}
+    steps = {s["name"]: s.get("run", "") for s in workflow["jobs"]["analyse"]["steps"]}
+    names = list(steps)
+    analyse = "Analyse and apply (commit and push each step, deploy, verify)"
+    assert "mlops rollout analyse" in steps[analyse] and "--apply" in steps[analyse]
+    assert '--remote "${GITOPS_REMOTE:-origin}"' in steps[analyse]
+    assert names.index("Start from the tip of main (the manifest names the rollouts)") < (
+        names.index(analyse)
+    )
+    assert not any("git push" in script for script in steps.values())
+
+
 def test_deploy_applies_the_tip_of_main():
     deploy = load(GITHUB / "workflows" / "deploy.yml")["jobs"]["deploy"]
     scripts = "\n".join(s.get("run", "") for s in deploy["steps"])
@@ -372,7 +388,7 @@ def test_act_payloads():
     assert json.loads((act / "release.json").read_text()) == {"ref": "refs/tags/<tag>"}
     makefile = (ROOT / "Makefile").read_text()
     assert TAG_PATTERN.replace("$", "$$") in makefile
-    for target in ("act-pr", "act-release", "act-deploy", "act-monitor"):
+    for target in ("act-pr", "act-release", "act-deploy", "act-monitor", "act-rollout"):
         assert re.search(rf"^{target}:", makefile, re.M), target
 
 
