@@ -130,4 +130,3 @@ def abort_command(
 def register(app: typer.Typer) -> None:
     """Add this area's commands to `app`."""
     app.add_typer(rollout_app, name="rollout")
-
