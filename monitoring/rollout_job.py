@@ -6,7 +6,7 @@ whose body is the analysis and whose merge applies the step (deploy.yml)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from monitoring.pull_requests import Change, opener_from_env
@@ -84,8 +84,11 @@ def propose(path: Path, step: rollout.Step) -> str:
     applied and its RayService; merging it applies the step. Returns its URL."""
     repo = repo_root()
     relative, rayservice = (str(p.resolve().relative_to(repo)) for p in (path, k8s_path()))
+    after = step.after
+    if after.rollout is not None:  # the step starts when it is merged: its commit's time
+        after = replace(after, rollout=after.rollout.model_copy(update={"since": None}))
     with manifest_copy(committed_text(path, "HEAD"), path.name) as copy:
-        step.after.edit(step.service)(copy)
+        after.edit(step.service)(copy)
         files = {relative: copy.read_text(), rayservice: render(copy, source=Path(relative))}
     subject, _, body = step.message.partition("\n\n")
     change = Change(

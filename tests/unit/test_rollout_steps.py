@@ -114,7 +114,9 @@ def test_a_step_pull_request_holds_the_manifest_after_the_step(tree, monkeypatch
     assert change.body.startswith("## the analysis")
     proposed = tree.with_name("proposed.yaml")
     proposed.write_text(change.files["infra/serve/production.yaml"])
-    assert manifest.rollouts(proposed)[SERVICE].weight == 10
+    proposed_traffic = manifest.rollouts(proposed)[SERVICE]
+    assert proposed_traffic.weight == 10
+    assert proposed_traffic.since is None  # the window starts with the merge commit
     assert "rollout" in change.files["infra/k8s/rayservice.yaml"]
     assert manifest.rollouts(tree)[SERVICE].step == 1  # the working tree is unchanged
 
