@@ -60,10 +60,11 @@ def experiment_name(service: str) -> str:
 
 
 def step_start(manifest: Path) -> datetime:
-    """When the last commit that changed `manifest` was made (UTC)."""
+    """When the last commit on the branch's own line that changed `manifest` was made (UTC):
+    for a merged pull request, the merge, not the commit on its branch."""
     repo = toplevel(manifest)
     relative = manifest.resolve().relative_to(repo).as_posix()
-    stamp = git("log", "-1", "--format=%cI", "--", relative, cwd=repo)
+    stamp = git("log", "-1", "--first-parent", "--format=%cI", "--", relative, cwd=repo)
     if not stamp:
         raise ValueError(f"{relative}: no commit changed it, so the step's start is unknown")
     return datetime.fromisoformat(stamp).astimezone(UTC)
