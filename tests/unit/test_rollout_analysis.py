@@ -196,3 +196,25 @@ def test_without_a_start_the_step_began_with_the_last_manifest_commit(tmp_path, 
     assert analysis.since == datetime(2026, 6, 1, 11, 40, tzinfo=UTC)
     assert analysis.decision is RolloutDecision.HOLD  # an empty log: no candidate requests
     assert analysis.evidence.figures["minutes"] == pytest.approx(20.0)
+
+
+def test_a_step_merged_from_a_pull_request_starts_at_the_merge(tmp_path):
+    repo = tmp_path / "repo"
+    manifest = repo / "infra" / "serve" / "production.yaml"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("applications: []\n")
+
+    def git(*args: str, at: str) -> None:
+        env = {"GIT_AUTHOR_DATE": at, "GIT_COMMITTER_DATE": at, "HOME": str(tmp_path)}
+        command = ["git", "-c", "user.email=a@b", "-c", "user.name=a", *args]
+        subprocess.run(command, cwd=repo, check=True, capture_output=True, env=env)
+
+    git("init", "-q", "-b", "main", at="2026-06-01T08:00:00+00:00")
+    git("add", ".", at="2026-06-01T08:00:00+00:00")
+    git("commit", "-qm", "base", at="2026-06-01T08:00:00+00:00")
+    git("checkout", "-qb", "rollout/step-2", at="2026-06-01T09:00:00+00:00")
+    manifest.write_text("applications: [] # step 2\n")
+    git("commit", "-qam", "the step, proposed", at="2026-06-01T09:00:00+00:00")
+    git("checkout", "-q", "main", at="2026-06-01T11:00:00+00:00")
+    git("merge", "-q", "--no-ff", "-m", "merge", "rollout/step-2", at="2026-06-01T11:00:00+00:00")
+    assert ra.step_start(manifest) == datetime(2026, 6, 1, 11, 0, tzinfo=UTC)
