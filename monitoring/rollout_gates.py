@@ -99,9 +99,11 @@ def latency_gate(
     g: RolloutGates,
 ) -> GateResult:
     """The candidate's p99 (of `latencies`, its answered real-time requests), held to the SLO
-    and to the stable p99 times the allowed ratio."""
+    and to the stable p99 times the allowed ratio (or plus the allowed increase, if more)."""
     confidence, slo, ratio = g.confidence, spec.slo.p99_latency_ms, g.max_latency_ratio
-    limit = slo if stable.p99_latency_ms is None else min(slo, stable.p99_latency_ms * ratio)
+    increase = g.max_latency_increase_ms
+    stable_p99 = stable.p99_latency_ms
+    limit = slo if stable_p99 is None else min(slo, max(stable_p99 * ratio, stable_p99 + increase))
     n, p99 = len(latencies), candidate.p99_latency_ms
     k = quantile_order_statistic(n, P99, confidence) if n else 0
     bound = quantile_lower_bound(latencies, P99, confidence) if n else None
@@ -126,7 +128,7 @@ def latency_gate(
             "max_p99_ms": limit,
         },
         text,
-        f"p99 <= {limit:.1f} ms: min(SLO {slo:g} ms, stable p99 x {ratio:g})",
+        f"p99 <= {limit:.1f} ms: min(SLO {slo:g} ms, stable p99 x {ratio:g} or + {increase:g} ms)",
         "distribution-free lower bound of the candidate's p99 (order statistic)",
         confidence,
     )

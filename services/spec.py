@@ -136,6 +136,11 @@ class RolloutGates(_Strict):
 
     confidence: float = Field(default=0.95, ge=0.5, lt=1)
     max_latency_ratio: float = Field(default=1.5, ge=1, description="candidate p99 / stable p99")
+    max_latency_increase_ms: float = Field(
+        default=10.0,
+        ge=0,
+        description="p99 over stable's always allowed (a few ms at a ms scale is no regression)",
+    )
     max_error_rate_increase: float = Field(
         default=0.005, ge=0, lt=1, description="5xx rate over stable's"
     )

@@ -183,6 +183,7 @@ def fraud_scores(n: int, seed: int) -> np.ndarray:
 def judged_step(
     mode: str = CANARY,
     candidate_latency: np.ndarray | None = None,
+    stable_latency: np.ndarray | None = None,
     candidate_errors: int = 0,
     stable_errors: int = 0,
     candidate_rows: pd.DataFrame | None = None,
@@ -197,7 +198,12 @@ def judged_step(
     latency = fast_latencies(400, 1) if candidate_latency is None else candidate_latency
     records = pd.concat(
         [
-            request_records("2", STABLE, fast_latencies(2_000), stable_errors),
+            request_records(
+                "2",
+                STABLE,
+                fast_latencies(2_000) if stable_latency is None else stable_latency,
+                stable_errors,
+            ),
             request_records("3", variant, latency, candidate_errors),
         ],
         ignore_index=True,

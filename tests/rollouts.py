@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -64,15 +65,17 @@ def without_rollout_policy(repo: Path, service: str) -> None:
 
 
 def send(service: str, count: int, rows: int = 1, key: str | None = None) -> dict[str, int]:
-    """`count` healthy /predict requests over BODIES different bodies; answers per version."""
+    """`count` healthy /predict requests, each one of BODIES bodies drawn at random (cycling
+    through them would line bodies up with the canary's exact every n-th request); answers
+    per version."""
     bodies = [predict_body(service, rows, seed=seed) for seed in range(BODIES)]
+    draw = random.Random(count)
     headers = {"x-routing-key": key} if key else {}
     answered: dict[str, int] = {}
     with httpx.Client(base_url=get_settings().serve_url, timeout=60) as http:
-        for index in range(count):
-            response = http.post(
-                f"/{service}/predict", json=bodies[index % BODIES], headers=headers
-            )
+        for _ in range(count):
+            body = draw.choice(bodies)
+            response = http.post(f"/{service}/predict", json=body, headers=headers)
             assert response.status_code == 200, response.text[:300]
             version = response.json()[MODEL_VERSION]
             answered[version] = answered.get(version, 0) + 1
