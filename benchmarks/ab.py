@@ -7,6 +7,7 @@ drift of the machine during the run touches every side alike.
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from benchmarks.load import LoadResult, run_wrk
 
 log = logging.getLogger(__name__)
 CONNECTIONS = 16
-ROUNDS = 2
+ROUNDS = 3  # odd: the median is one measured round, robust to one disturbed round
 Measure = Callable[[str, str, str, int, int], LoadResult]  # name, url, body, connections, s
 
 
@@ -59,21 +60,22 @@ def alternate(settings: Sequence[Setting], load: Load) -> dict[str, list[LoadRes
     return runs
 
 
-def mean(results: list[dict[str, float]], field: str) -> float:
-    """The mean of one figure over rounds (as stored in results.json)."""
-    return sum(r[field] for r in results) / len(results)
+def median(results: list[dict[str, float]], field: str) -> float:
+    """The median of one figure over rounds (as stored in results.json): a round disturbed by
+    the machine moves a mean, not the median."""
+    return statistics.median(r[field] for r in results)
 
 
 def table(label: str, sides: Sequence[tuple[str, list[dict[str, Any]]]]) -> list[str]:
-    """A markdown table of the mean figures of each side (label, stored runs), in order."""
+    """A markdown table of the median figures of each side (label, stored runs), in order."""
     lines = [
         f"| {label} | rounds | requests/s | p50 ms | p99 ms | CPU ms/request |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for side, runs in sides:
         lines.append(
-            f"| {side} | {len(runs)} | {mean(runs, 'requests_per_s'):.0f} | "
-            f"{mean(runs, 'p50_ms'):.2f} | {mean(runs, 'p99_ms'):.2f} | "
-            f"{mean(runs, 'cpu_ms_per_request'):.2f} |"
+            f"| {side} | {len(runs)} | {median(runs, 'requests_per_s'):.0f} | "
+            f"{median(runs, 'p50_ms'):.2f} | {median(runs, 'p99_ms'):.2f} | "
+            f"{median(runs, 'cpu_ms_per_request'):.2f} |"
         )
     return lines

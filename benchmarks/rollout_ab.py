@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.ab import CONNECTIONS, Load, Setting, alternate, mean, table
+from benchmarks.ab import CONNECTIONS, Load, Setting, alternate, median, table
 from benchmarks.load import LoadResult
 from services.inference_log import CANARY, SHADOW
 from serving.routing import RolloutTraffic
@@ -128,7 +128,9 @@ def report_lines(cost: dict[str, list[dict[str, Any]]] | None) -> list[str]:
         return []
 
     def ratios(key: str) -> str:
-        rate, p99 = (mean(cost[key], f) / mean(cost[NONE], f) for f in ("requests_per_s", "p99_ms"))
+        rate, p99 = (
+            median(cost[key], f) / median(cost[NONE], f) for f in ("requests_per_s", "p99_ms")
+        )
         return f"{rate:.2f}x the requests/s and {p99:.2f}x the p99 of no rollout"
 
     return [
@@ -139,7 +141,8 @@ def report_lines(cost: dict[str, list[dict[str, Any]]] | None) -> list[str]:
         "",
         f"Rounds alternate the three settings of {SERVICE} at {CONNECTIONS} connections, each "
         "after deploying the manifest with that traffic (the replicas reconfigure in place), "
-        "waiting until `/health` reports the candidate loaded and routed, and a warm-up.",
+        "waiting until `/health` reports the candidate loaded and routed, and a warm-up; "
+        "each figure is the median of the rounds.",
         "",
         f"- {label(SHADOW)}: {ratios(SHADOW)}. The stable version answers every request, then "
         "the candidate scores the same body on the same replica after the response (a second "

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.ab import CONNECTIONS, ROUNDS, Load, Measure, Setting, alternate, mean, table
+from benchmarks.ab import CONNECTIONS, ROUNDS, Load, Measure, Setting, alternate, median, table
 from benchmarks.load import LoadResult, run_wrk
 
 
@@ -66,7 +66,7 @@ def report_lines(cost: dict[str, list[dict[str, Any]]] | None) -> list[str]:
     """The A/B of request records and metrics (absent from results of older runs)."""
     if not cost:
         return []
-    on, off = (mean(cost[side], "requests_per_s") for side in ("on", "off"))
+    on, off = (median(cost[side], "requests_per_s") for side in ("on", "off"))
     return [
         "",
         "## What request telemetry costs",
@@ -74,6 +74,7 @@ def report_lines(cost: dict[str, list[dict[str, Any]]] | None) -> list[str]:
         *table("request records + metrics", [(side, cost[side]) for side in ("on", "off")]),
         "",
         f"At {CONNECTIONS} connections the records and metrics of every request cost "
-        f"{1 - on / off:.1%} of the requests/s (rounds alternate off and on, each after a "
-        "redeploy and a warm-up; `MLOPS_REQUEST_TELEMETRY=0` exists for this A/B only).",
+        f"{1 - on / off:.1%} of the requests/s (medians of the rounds, which alternate off and "
+        "on, each after a redeploy and a warm-up; `MLOPS_REQUEST_TELEMETRY=0` exists for this "
+        "A/B only).",
     ]

@@ -38,3 +38,18 @@ def test_rounds_alternate_off_and_on_each_deployed_before_its_warm_up(monkeypatc
     assert events == one_round * 2
     assert [r.name for r in cost.off] == ["request telemetry off"] * 2
     assert [r.name for r in cost.on] == ["request telemetry on"] * 2
+
+
+def test_one_disturbed_round_does_not_move_the_figure():
+    from benchmarks.telemetry_ab import report_lines
+
+    def run(rate: float) -> dict:
+        return {"requests_per_s": rate, "p50_ms": 5.0, "p99_ms": 12.0, "cpu_ms_per_request": 0.7}
+
+    cost = {
+        "on": [run(r) for r in (1_400, 1_405, 1_394)],
+        "off": [run(r) for r in (995, 1_410, 1_420)],
+    }
+    text = "\n".join(report_lines(cost))
+    assert "| off | 3 | 1410 |" in text  # the median round, not the 995 one
+    assert "cost 0.7% of the requests/s" in text
