@@ -111,6 +111,14 @@ class Evaluation(_Strict):
 RolloutMode = Literal["shadow", "canary"]
 
 
+def weight_problem(mode: RolloutMode, weight: float) -> str | None:
+    """Why `weight` is refused for a step of `mode` (None: it is allowed); policies and the
+    manifest's traffic apply the same rule."""
+    if mode == "canary" and weight >= 100:
+        return "a canary takes less than 100%: completion is the last step"
+    return None
+
+
 class RolloutStep(_Strict):
     """One traffic step: the candidate scores `weight`% of requests off the response path
     (shadow) or answers them (canary)."""
@@ -120,10 +128,9 @@ class RolloutStep(_Strict):
 
     @model_validator(mode="after")
     def _check_weight(self) -> RolloutStep:
-        if self.mode == "canary" and self.weight >= 100:
-            raise _FieldError(
-                ("weight",), "a canary step takes less than 100%: completion is the last step"
-            )
+        problem = weight_problem(self.mode, self.weight)
+        if problem:
+            raise _FieldError(("weight",), problem)
         return self
 
 

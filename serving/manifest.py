@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from services.settings import repo_root
 from services.spec import ServiceSpec, load_catalogue, load_spec, service_names
-from serving.routing import ROLLOUT_KEY, RolloutTraffic
+from serving.routing import ROLLOUT_KEY, VERSION_REGEX, RolloutTraffic
 
 IMPORT_PATH = "serving.app:build_app"
 REALTIME = "Realtime"
@@ -26,7 +26,7 @@ BATCH = "Batch"
 DEPLOYMENTS = (REALTIME, BATCH)
 #: `user_config` key of every deployment: the registered version it serves (None: none yet).
 MODEL_VERSION_KEY = "model_version"
-VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
+VERSION_PATTERN = re.compile(VERSION_REGEX)
 # The controller finds a dead replica at its next health check: Ray's default 10 s period
 # alone would use most of a 15 s recovery budget (docs/RELIABILITY.md).
 HEALTH_CHECK_PERIOD_S = 2.0
@@ -155,15 +155,23 @@ def _realtime(app: Any) -> Any:
     return next(d for d in app["deployments"] if d["name"] == REALTIME)
 
 
+def _rollout_of(app: Any) -> RolloutTraffic | None:
+    raw = (_realtime(app).get("user_config") or {}).get(ROLLOUT_KEY)
+    return None if raw is None else RolloutTraffic.model_validate(_plain(raw))
+
+
+def traffic_of(path: Path, service: str) -> tuple[str | None, RolloutTraffic | None]:
+    """`service`'s stable version and its rollout in progress (None: none), from one read."""
+    for app in load(path)["applications"]:
+        if app["name"] == service:
+            return _deployment_version(app["deployments"][0]), _rollout_of(app)
+    return None, None
+
+
 def rollouts(path: Path) -> dict[str, RolloutTraffic]:
     """The candidate of every service that has a rollout in progress."""
-    doc = load(path)
-    found = {}
-    for app in doc["applications"]:
-        raw = (_realtime(app).get("user_config") or {}).get(ROLLOUT_KEY)
-        if raw is not None:
-            found[app["name"]] = RolloutTraffic.model_validate(_plain(raw))
-    return found
+    found = {app["name"]: _rollout_of(app) for app in load(path)["applications"]}
+    return {name: traffic for name, traffic in found.items() if traffic is not None}
 
 
 _KEEP = object()  # set_model_version: the rollout stays as it is

@@ -96,7 +96,7 @@ def policy(service: str) -> Rollout:
 def rolls_out(path: Path, service: str) -> bool:
     """Whether a release of `service` is a rollout: it has a policy and a stable version to
     roll out against (a first release serves all traffic at once)."""
-    return policy_or_none(service) is not None and manifest.versions(path).get(service) is not None
+    return policy_or_none(service) is not None and manifest.traffic_of(path, service)[0] is not None
 
 
 def step_traffic(rollout: Rollout, candidate: str, index: int) -> RolloutTraffic:
@@ -132,10 +132,10 @@ def describe(traffic: RolloutTraffic | None, rollout: Rollout | None = None) -> 
 
 def current(path: Path, service: str) -> Traffic:
     """What the manifest at `path` runs for `service`."""
-    stable = manifest.versions(path).get(service)
+    stable, rollout = manifest.traffic_of(path, service)
     if stable is None:
         raise RolloutError(f"{service} serves no version yet: there is nothing to roll out against")
-    return Traffic(stable, manifest.rollouts(path).get(service))
+    return Traffic(stable, rollout)
 
 
 def in_progress(path: Path, service: str) -> tuple[Traffic, RolloutTraffic]:

@@ -14,27 +14,36 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from services.inference_log import CANARY, SHADOW, STABLE, Variant
-from services.spec import RolloutMode
+from services.spec import RolloutMode, weight_problem
 
 #: `user_config` key of the real-time deployment: the rollout's candidate (absent: none).
 ROLLOUT_KEY = "rollout"
 ROUTING_HEADER = "x-routing-key"
 BUCKETS = 10_000  # weights resolve to 0.01 percentage points
-_VERSION = r"^[1-9][0-9]{0,8}$"
+#: A registered version number as the manifest names it (serving.manifest.VERSION_PATTERN).
+VERSION_REGEX = r"^[1-9][0-9]{0,8}$"
 
 
 class RolloutTraffic(BaseModel):
     """The candidate of a rollout as the manifest names it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    candidate: str = Field(pattern=_VERSION, description="registered version on trial")
+    candidate: str = Field(pattern=VERSION_REGEX, description="registered version on trial")
     mode: RolloutMode
     weight: float = Field(gt=0, le=100, description="percent of requests")
     step: int | None = Field(default=None, ge=1, description="index in the policy, from 1")
     since: datetime | None = Field(default=None, description="when this step started (UTC)")
+
+    @field_validator("weight")
+    @classmethod
+    def _check_weight(cls, weight: float, info: ValidationInfo) -> float:
+        problem = weight_problem(info.data["mode"], weight) if "mode" in info.data else None
+        if problem:
+            raise ValueError(problem)
+        return weight
 
     @classmethod
     def parse(cls, raw: Any, where: str) -> RolloutTraffic:
@@ -48,8 +57,6 @@ class RolloutTraffic(BaseModel):
                     for e in exc.errors(include_url=False)
                 )
             ) from None
-        if traffic.mode == CANARY and traffic.weight >= 100:
-            raise ValueError(f"{where}.{ROLLOUT_KEY}.weight: a canary takes less than 100%")
         return traffic
 
     def config(self) -> dict[str, Any]:
