@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import fsspec
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 Kind = Literal["predictions", "feedback", "requests"]
@@ -95,6 +96,15 @@ def to_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
     return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
 
 
+def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows as a table, with a column for every key of any row (Arrow's from_pylist takes the
+    first row's keys)."""
+    if len(set().union(*rows)) == len(rows[0]):  # the usual case: every row has the same keys
+        return pa.Table.from_pylist(rows)
+    names = dict.fromkeys(name for row in rows for name in row)
+    return pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in names})
+
+
 def concat_parts(parts: list[pd.DataFrame | pa.Table]) -> pa.Table:
     """Parts as one table. Flushes may differ in columns and types (a column all null in one,
     ints in one and floats in the next): Arrow adds missing columns as nulls, widens types."""
@@ -104,16 +114,32 @@ def concat_parts(parts: list[pd.DataFrame | pa.Table]) -> pa.Table:
 def write_part(
     uri: str, service: str, kind: Kind, rows: pd.DataFrame | pa.Table, writer: str
 ) -> str:
-    """Write one immutable Parquet part; returns its URI. `rows` need a `timestamp` column."""
+    """Write one immutable Parquet part under a new name; returns its URI. `rows` need a
+    `timestamp` column."""
+    name = f"{writer}-{datetime.now(UTC):%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+    return commit_part(uri, service, kind, rows, name)
+
+
+def commit_part(
+    uri: str, service: str, kind: Kind, rows: pd.DataFrame | pa.Table, name: str
+) -> str:
+    """Write `rows` as the part `name` unless it is already there; returns its URI.
+
+    Exactly once for a given name and rows, however often it is retried: the part's folder
+    (the day of its first timestamp) depends on the rows alone, a part already committed is
+    left as it is, and one is committed by a rename of a finished temporary file (a copy in
+    one request on object stores), so readers, who list `*.parquet`, never see a partial part.
+    """
     table = to_arrow(rows)
-    day = pd.Timestamp(table.column(TIMESTAMP)[0].as_py()).strftime("%Y-%m-%d")
-    name = f"{writer}-{datetime.now(UTC):%H%M%S%f}-{uuid.uuid4().hex[:6]}.parquet"
-    path = f"{kind_root(uri, service, kind)}/date={day}/{name}"
+    first = pc.min(table.column(TIMESTAMP)).as_py()
+    path = f"{kind_root(uri, service, kind)}/date={pd.Timestamp(first):%Y-%m-%d}/{name}.parquet"
     fs, fs_path = fsspec.core.url_to_fs(path)
+    if fs.exists(fs_path):
+        return path
     fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(fs_path + ".tmp", "wb") as handle:
         pq.write_table(table, handle)
-    fs.mv(fs_path + ".tmp", fs_path)  # readers never see a half-written part
+    fs.mv(fs_path + ".tmp", fs_path)
     return path
 
 

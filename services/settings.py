@@ -9,10 +9,21 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast, get_args
 
 PACKAGE_REPO = Path(__file__).resolve().parent.parent  # the checkout this package lives in
 # "0" turns the replicas' request records and metrics off: for the benchmark's A/B only
 REQUEST_TELEMETRY_ENV = "MLOPS_REQUEST_TELEMETRY"
+# the node-local folder of the inference log's write-ahead files (default <MLOPS_HOME>/wal)
+LOG_WAL_DIR_ENV = "MLOPS_LOG_WAL_DIR"
+# what an answered row survives before its Parquet part is written (services/wal.py)
+LOG_DURABILITY_ENV = "MLOPS_LOG_DURABILITY"
+# memory: buffered in the replica only (lost with its process); os: written to the operating
+# system before the answer leaves (a killed process loses nothing); fsync: also flushed to the
+# disk before the answer leaves (a power loss loses nothing). docs/RELIABILITY.md has the costs.
+Durability = Literal["memory", "os", "fsync"]
+DURABILITY_LEVELS: tuple[Durability, ...] = get_args(Durability)
+DEFAULT_DURABILITY: Durability = "os"
 
 
 def repo_root() -> Path:
@@ -32,6 +43,8 @@ class Settings:
     dashboard_url: str
     metrics_port: int  # the local Ray head's Prometheus endpoint (loopback)
     request_telemetry: bool  # request records and metrics in the replicas (off: benchmarking)
+    log_wal_dir: Path  # node-local write-ahead files of the inference log
+    log_durability: Durability
 
     @property
     def mlflow_port(self) -> int:
@@ -55,7 +68,18 @@ def get_settings() -> Settings:
         dashboard_url=env.get("MLOPS_DASHBOARD_URL", "http://127.0.0.1:8265"),
         metrics_port=int(env.get("MLOPS_METRICS_PORT", "8080")),
         request_telemetry=env.get(REQUEST_TELEMETRY_ENV, "1") != "0",
+        log_wal_dir=Path(env.get(LOG_WAL_DIR_ENV, home / "wal")).resolve(),
+        log_durability=durability(env.get(LOG_DURABILITY_ENV, DEFAULT_DURABILITY)),
     )
+
+
+def durability(value: str) -> Durability:
+    """A durability level by name; a ValueError names the setting and the levels."""
+    if value not in DURABILITY_LEVELS:
+        raise ValueError(
+            f"{LOG_DURABILITY_ENV}={value!r}: expected one of {', '.join(DURABILITY_LEVELS)}"
+        )
+    return cast(Durability, value)
 
 
 def tool(name: str) -> str:

@@ -48,7 +48,7 @@ from services.model import ServiceModel
 from services.settings import get_settings
 from serving.api import RequestError, ServiceApi, check_size, new_request, now, row_ids
 from serving.auth import ApiKeyAuth
-from serving.log_writer import InferenceLogWriter
+from serving.log_writer import log_writer, recover_in_background
 from serving.manifest import BATCH, MODEL_VERSION_KEY, REALTIME
 from serving.model_slot import LoadedModel, ModelSlot
 from serving.protocol import PREDICTIONS
@@ -120,14 +120,10 @@ class _Replica:
     def __init__(self, service: str, max_rows: int, endpoint: str) -> None:
         self.service = service
         self.slot = ModelSlot(service, max_rows)
-        settings = get_settings()
         writer = f"{endpoint}-{_replica_id()}"
-        self.predictions_log = InferenceLogWriter(
-            settings.inference_log_uri, service, PREDICTIONS_KIND, writer
-        )
-        self.telemetry = RequestTelemetry(
-            service, settings.inference_log_uri, writer, settings.request_telemetry
-        )
+        self.predictions_log = log_writer(service, PREDICTIONS_KIND, writer)
+        self.telemetry = RequestTelemetry(service, writer, get_settings().request_telemetry)
+        recover_in_background()  # what replicas killed on this node left
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """The manifest's `user_config`: swap to its `model_version` in place."""
@@ -211,12 +207,7 @@ def realtime_deployment(args: AppArgs) -> Any:
             self.batch = batch
             self.max_batch_rows = settings.max_batch_rows
             self.auth = ApiKeyAuth.from_env()  # MLOPS_API_KEY; off when unset
-            self.feedback_log = InferenceLogWriter(
-                get_settings().inference_log_uri,
-                self.service,
-                FEEDBACK_KIND,
-                f"feedback-{_replica_id()}",
-            )
+            self.feedback_log = log_writer(self.service, FEEDBACK_KIND, f"feedback-{_replica_id()}")
             self.candidate = ModelSlot(self.service, settings.max_request_rows)
             self.router = Router(None)
             self._shadows: set[asyncio.Task[None]] = set()

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from services.settings import REQUEST_TELEMETRY_ENV, get_settings
+from services.settings import (
+    LOG_DURABILITY_ENV,
+    LOG_WAL_DIR_ENV,
+    REQUEST_TELEMETRY_ENV,
+    get_settings,
+)
 from serving.manifest import deployable, load
 
 if TYPE_CHECKING:  # Ray's schema module imports Ray: read at run time, inside functions
@@ -83,6 +88,8 @@ def runtime_env_vars() -> dict[str, str]:
     values = {
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "MLOPS_INFERENCE_LOG_URI": settings.inference_log_uri,
+        LOG_WAL_DIR_ENV: str(settings.log_wal_dir),
+        LOG_DURABILITY_ENV: settings.log_durability,
     }
     values |= {k: os.environ[k] for k in RUNTIME_ENV_VARS if k in os.environ and k not in values}
     return values

@@ -1,7 +1,12 @@
-"""Buffered inference-log writer: requests append in memory, a thread writes Parquet parts.
+"""Inference-log writer: rows reach a write-ahead file before their answer leaves; a thread
+writes them as Parquet parts.
 
-Rows are flushed when the buffer reaches `max_rows`, every `interval_s`, and on `close()`
-(called from the replica's graceful shutdown), so no accepted row is lost on a redeploy.
+An append hands the rows to the writer's write-ahead segment (services/wal.py: one `os.write`,
+plus an fsync with durability `fsync`) and keeps them in memory. A flush, when the buffer
+reaches `max_rows`, every `interval_s` and on `close()` (the replica's graceful shutdown),
+seals the segment, writes the buffered rows as the part named after it and deletes it. Rows of
+a replica that was killed are committed from its segments by the next replica that starts on the
+node (`recover_in_background`), or by `mlops log recover`.
 A flush goes straight from the buffered dicts to Arrow (no pandas frame): it holds the GIL,
 and so stalls the replica's requests, about a third as long (6 vs 17 ms per 3,000 rows).
 """
@@ -10,19 +15,24 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from services.inference_log import Kind, concat_parts, write_part
+from services.inference_log import Kind, commit_part, concat_parts, rows_table, to_arrow
+from services.settings import get_settings
+from services.wal import SegmentFiles, part_name, recover, rows_frame, table_frame
 
 log = logging.getLogger(__name__)
 
 
 class InferenceLogWriter:
-    """Thread-safe buffer of rows (dicts) and frames for one service and kind."""
+    """Thread-safe buffer of rows (dicts) and tables for one service and kind; with `wal_dir`,
+    every append is in a write-ahead file of the node before it returns (`sync`: on disk)."""
 
     def __init__(
         self,
@@ -30,14 +40,23 @@ class InferenceLogWriter:
         service: str,
         kind: Kind,
         writer_id: str,
+        *,
+        wal_dir: Path | None = None,
+        sync: bool = False,
         max_rows: int = 20_000,
         interval_s: float = 2.0,
     ) -> None:
-        self.uri, self.service, self.kind, self.writer_id = uri, service, kind, writer_id
-        self.max_rows, self.interval_s = max_rows, interval_s
+        self.uri, self.service, self.kind = uri, service, kind
+        self.max_rows, self.interval_s, self.sync = max_rows, interval_s, sync
+        self.name = f"{writer_id}-{uuid.uuid4().hex[:8]}"  # its parts and segments are named so
+        self._files = (
+            None if wal_dir is None else SegmentFiles(wal_dir, uri, service, kind, self.name)
+        )
         self._rows: list[dict[str, Any]] = []
-        self._frames: list[pd.DataFrame | pa.Table] = []
+        self._tables: list[pa.Table] = []
         self._pending = 0
+        self._next_part = 0  # without files: the number of the next part
+        self._sealed: list[tuple[int, pa.Table]] = []  # parts not committed yet, in order
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -47,13 +66,20 @@ class InferenceLogWriter:
         self._thread.start()
 
     def append_rows(self, rows: list[dict[str, Any]]) -> None:
-        self._append(self._rows.extend, rows, len(rows))
+        if rows:
+            frame = b"" if self._files is None else rows_frame(rows)
+            self._append(self._rows.extend, rows, len(rows), frame)
 
-    def append_frame(self, frame: pd.DataFrame) -> None:
-        self._append(self._frames.append, frame, len(frame))
+    def append_frame(self, frame: pd.DataFrame | pa.Table) -> None:
+        table = to_arrow(frame)
+        if len(table):
+            encoded = b"" if self._files is None else table_frame(table)
+            self._append(self._tables.append, table, len(table), encoded)
 
-    def _append(self, add: Callable[[Any], None], item: Any, count: int) -> None:
+    def _append(self, add: Callable[[Any], None], item: Any, count: int, frame: bytes) -> None:
         with self._lock:
+            if self._files is not None:  # before the buffer: a failed write keeps nothing
+                self._files.append(frame, self.sync)
             add(item)
             self._pending += count
             full = self._pending >= self.max_rows
@@ -61,24 +87,42 @@ class InferenceLogWriter:
             self._wake.set()
 
     def flush(self) -> int:
-        """Write everything buffered so far as one Parquet part; returns the row count."""
+        """Write everything buffered so far (and parts a failed write left) as Parquet parts;
+        returns the rows written."""
         with self._flush_lock:
             with self._lock:
-                rows, frames = self._rows, self._frames
-                self._rows, self._frames, self._pending = [], [], 0
-            if not rows and not frames:
-                return 0
-            table = concat_parts([*frames, _rows_table(rows)] if rows else frames)
+                rows, tables = self._rows, self._tables
+                self._rows, self._tables, self._pending = [], [], 0
+                seq = self._seal() if rows or tables else None
+            if seq is not None:  # converted outside the lock: appends go on meanwhile
+                table = concat_parts([*tables, rows_table(rows)] if rows else tables)
+                self._sealed.append((seq, table))
+            return self._commit_sealed()
+
+    def _seal(self) -> int:
+        """The number of the part that holds the buffer (its segment's, sealed now)."""
+        if self._files is not None:
+            sealed = self._files.seal()
+            assert sealed is not None  # rows were appended to it
+            return sealed
+        self._next_part += 1
+        return self._next_part - 1
+
+    def _commit_sealed(self) -> int:
+        written = 0
+        while self._sealed:
+            seq, table = self._sealed[0]
             try:
-                write_part(self.uri, self.service, self.kind, table, self.writer_id)
+                commit_part(self.uri, self.service, self.kind, table, part_name(self.name, seq))
             except Exception:
-                log.exception("inference log write failed; keeping %d rows buffered", len(table))
-                with self._lock:  # put them back in front, retried on the next flush
-                    self._frames.insert(0, table)
-                    self._pending += len(table)
-                return 0
-            self.written += len(table)
-            return len(table)
+                log.exception("inference log write failed; %d rows kept for a retry", len(table))
+                break
+            self._sealed.pop(0)
+            if self._files is not None:
+                self._files.drop(seq)
+            written += len(table)
+        self.written += written
+        return written
 
     def _run(self) -> None:
         while not self._closed:
@@ -87,16 +131,42 @@ class InferenceLogWriter:
             self.flush()
 
     def close(self) -> int:
-        """Stop the thread and write what is left (graceful shutdown)."""
+        """Stop the thread and write what is left (graceful shutdown); segments whose part could
+        not be written stay on the node for `recover`."""
         self._closed = True
         self._wake.set()
         self._thread.join(timeout=30)
-        return self.flush()
+        written = self.flush()
+        with self._lock:
+            if self._files is not None:
+                self._files.close(committed=not self._sealed)
+                self._files = None
+        return written
 
 
-def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """A column for every key of any row (pyarrow's from_pylist takes the first row's keys)."""
-    if len(set().union(*rows)) == len(rows[0]):  # the usual case: every row has the same keys
-        return pa.Table.from_pylist(rows)
-    names = dict.fromkeys(name for row in rows for name in row)
-    return pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in names})
+def log_writer(service: str, kind: Kind, writer_id: str) -> InferenceLogWriter:
+    """A writer as the settings configure it: log URI, write-ahead folder, durability."""
+    settings = get_settings()
+    durable = settings.log_durability != "memory"
+    return InferenceLogWriter(
+        settings.inference_log_uri,
+        service,
+        kind,
+        writer_id,
+        wal_dir=settings.log_wal_dir if durable else None,
+        sync=settings.log_durability == "fsync",
+    )
+
+
+def recover_in_background() -> threading.Thread:
+    """Commit what dead writers left in this node's write-ahead folder, off the caller's path."""
+    thread = threading.Thread(target=_recover, name="log-recovery", daemon=True)
+    thread.start()
+    return thread
+
+
+def _recover() -> None:
+    try:
+        recover(get_settings().log_wal_dir)
+    except Exception:  # retried by the next replica's start and by `mlops log recover`
+        log.exception("recovering the inference log's write-ahead files failed")

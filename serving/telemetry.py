@@ -34,7 +34,7 @@ from services.inference_log import (
     Variant,
 )
 from serving.api import RequestError, new_request, now
-from serving.log_writer import InferenceLogWriter
+from serving.log_writer import InferenceLogWriter, log_writer
 
 REQUESTS_METRIC = "mlops_requests"  # exported as ray_mlops_requests_total
 LATENCY_METRIC = "mlops_request_latency_ms"  # exported as ray_mlops_request_latency_ms_bucket
@@ -80,11 +80,11 @@ def started_at(arrived: float) -> float:
 class RequestTelemetry:
     """Records and metrics of one replica's requests (one writer of the `requests` log)."""
 
-    def __init__(self, service: str, uri: str, writer_id: str, enabled: bool = True) -> None:
+    def __init__(self, service: str, writer_id: str, enabled: bool = True) -> None:
         self.service, self.enabled = service, enabled
         self._log: InferenceLogWriter | None = None
         if enabled:
-            self._log = InferenceLogWriter(uri, service, REQUESTS_KIND, writer_id)
+            self._log = log_writer(service, REQUESTS_KIND, writer_id)
             self._count = Counter(
                 REQUESTS_METRIC,
                 "Requests by service, model version, endpoint and status.",

@@ -83,8 +83,33 @@ def result_table(result: MonitorResult) -> Table:
     return table
 
 
+def recover_log() -> None:
+    """Commit what replicas killed on this machine left in the log's write-ahead files."""
+    from services.settings import get_settings
+    from services.wal import recover
+
+    root = get_settings().log_wal_dir
+    try:
+        done = recover(root)
+    except OSError as exc:
+        fail(f"recovering the write-ahead files under {root} failed (nothing is lost): {exc}")
+    console.print(
+        f"inference log: {done.rows} rows in {done.segments} segments of {done.writers} "
+        f"stopped writers committed from {root}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to `app`."""
+    log_app = typer.Typer(help="The inference log.", no_args_is_help=True)
+    app.add_typer(log_app, name="log")
+
+    @log_app.command("recover")
+    def log_recover() -> None:
+        """Write as Parquet parts the rows that killed replicas left in this machine's
+        write-ahead files (MLOPS_LOG_WAL_DIR), exactly once; safe to rerun and to run beside
+        live replicas (their files are locked)."""
+        recover_log()
 
     @app.command()
     def monitor(
@@ -129,6 +154,7 @@ def register(app: typer.Typer) -> None:
             run_guarded(lambda: parse_since(since))
         names = service_names() if all_services else list(service or [])
         options = MonitorOptions(since=since, open_pr=open_pr)
+        recover_log()  # rows of killed replicas belong in the window
         errors, breaches = 0, []
         for name in names:
             try:

@@ -166,7 +166,7 @@ def test_every_inference_route_checks_the_key_and_health_does_not():
     replica.slot = ModelSlot(spec.name, spec.serving.max_request_rows)
     replica.candidate = ModelSlot(spec.name, spec.serving.max_request_rows)
     replica.router = Router(None)
-    replica.telemetry = RequestTelemetry(spec.name, "unused", "w", enabled=False)
+    replica.telemetry = RequestTelemetry(spec.name, "w", enabled=False)
 
     async def body_must_not_be_read() -> dict:
         raise AssertionError("the body was read before the key was checked")

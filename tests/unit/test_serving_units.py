@@ -149,7 +149,7 @@ def test_log_writer_keeps_rows_when_a_write_fails(tmp_path, monkeypatch):
     uri = str(tmp_path / "log")
     writer = InferenceLogWriter(uri, "svc", FEEDBACK_KIND, "w", interval_s=60)
     calls = {"n": 0}
-    real = InferenceLogWriter.flush.__globals__["write_part"]
+    real = InferenceLogWriter.flush.__globals__["commit_part"]
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -157,7 +157,7 @@ def test_log_writer_keeps_rows_when_a_write_fails(tmp_path, monkeypatch):
             raise OSError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setitem(InferenceLogWriter.flush.__globals__, "write_part", flaky)
+    monkeypatch.setitem(InferenceLogWriter.flush.__globals__, "commit_part", flaky)
     writer.append_rows(_rows(5))
     assert writer.flush() == 0  # failed: kept
     writer.close()
