@@ -6,9 +6,11 @@ drift of the machine during the run touches every side alike.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +47,25 @@ class Load:
 
     def run(self, name: str, seconds: int) -> LoadResult:
         return self.measure(name, self.url, self.body, CONNECTIONS, seconds)
+
+
+@contextlib.contextmanager
+def deployed_with(variable: str, value: str | None) -> Iterator[None]:
+    """The manifest deployed with `variable` set to `value` (None: unset) in the replicas'
+    environment; the deployer's environment is restored afterwards."""
+    from serving.deploy import deploy
+    from serving.manifest import manifest_path
+
+    saved = os.environ.pop(variable, None)
+    if value is not None:
+        os.environ[variable] = value
+    try:
+        deploy(manifest_path())
+        yield
+    finally:
+        os.environ.pop(variable, None)
+        if saved is not None:
+            os.environ[variable] = saved
 
 
 def alternate(settings: Sequence[Setting], load: Load) -> dict[str, list[LoadResult]]:

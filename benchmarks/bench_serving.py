@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from benchmarks import ab, rollout_ab, telemetry_ab
+from benchmarks import ab, durability_ab, rollout_ab, telemetry_ab
 from benchmarks.load import LoadResult, run_wrk
 from serving.protocol import DF_RECORDS, RECORDS
 
@@ -269,6 +269,11 @@ def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[st
         stable, candidate = rollout_ab.versions()
         load = ab.Load(predict_url, body, duration_s, WARMUP_S)
         results["rollout"] = asdict(rollout_ab.measure_cost(stable, candidate, load))
+        log.info("inference log durability: %s, alternating", ", ".join(durability_ab.LEVELS))
+        results["durability"] = {
+            level: [asdict(r) for r in runs]
+            for level, runs in durability_ab.measure_cost(load).items()
+        }
         log.info("batch: %d rows", rows)
         results["batch"] = batch(rows, workdir, version)
         log.info("monitor: %d rows", monitor_rows)
@@ -387,6 +392,7 @@ def report(results: dict[str, Any]) -> str:
         ]
     lines += telemetry_ab.report_lines(results.get("telemetry"))
     lines += rollout_ab.report_lines(results.get("rollout"))
+    lines += durability_ab.report_lines(results.get("durability"))
     p, m = results["pipeline"], results["monitor"]
     lines += [
         "",

@@ -8,14 +8,22 @@ the machine during the run touches both sides.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.ab import CONNECTIONS, ROUNDS, Load, Measure, Setting, alternate, median, table
+from benchmarks.ab import (
+    CONNECTIONS,
+    ROUNDS,
+    Load,
+    Measure,
+    Setting,
+    alternate,
+    deployed_with,
+    median,
+    table,
+)
 from benchmarks.load import LoadResult, run_wrk
 
 
@@ -25,23 +33,11 @@ class TelemetryCost:
     off: list[LoadResult]
 
 
-@contextlib.contextmanager
-def telemetry(enabled: bool) -> Iterator[None]:
+def telemetry(enabled: bool) -> AbstractContextManager[None]:
     """The manifest deployed with request telemetry on (the default environment) or off."""
     from services.settings import REQUEST_TELEMETRY_ENV
-    from serving.deploy import deploy
-    from serving.manifest import manifest_path
 
-    saved = os.environ.pop(REQUEST_TELEMETRY_ENV, None)
-    if not enabled:
-        os.environ[REQUEST_TELEMETRY_ENV] = "0"
-    try:
-        deploy(manifest_path())
-        yield
-    finally:
-        os.environ.pop(REQUEST_TELEMETRY_ENV, None)
-        if saved is not None:
-            os.environ[REQUEST_TELEMETRY_ENV] = saved
+    return deployed_with(REQUEST_TELEMETRY_ENV, None if enabled else "0")
 
 
 def measure_cost(

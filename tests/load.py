@@ -13,7 +13,15 @@ import httpx
 from ray.serve.schema import ReplicaDetails, ReplicaState
 
 from services.datagen import generate
-from services.inference_log import MODEL_VERSION, REQUEST_ID
+from services.inference_log import (
+    FEEDBACK_KIND,
+    LABEL,
+    MODEL_VERSION,
+    PREDICTIONS_KIND,
+    REQUEST_ID,
+    Kind,
+    read_log,
+)
 from services.registry import PRODUCTION, aliased_number, connect
 from services.schema import frame_to_records
 from services.settings import get_settings
@@ -21,6 +29,7 @@ from services.spec import load_spec
 from serving.deploy import app_health, applications, deploy
 from serving.manifest import REALTIME, load, manifest_path, save
 from serving.protocol import PREDICTIONS, RECORDS
+from tests.figures import record_figure
 
 
 def predict_body(service: str, rows: int = 1, seed: int = 3) -> dict[str, Any]:
@@ -167,3 +176,70 @@ class Load(Background):
                     time.sleep(next_at - now)
                 next_at = max(next_at + interval, time.monotonic() - interval)
                 self._send(http, url)
+
+
+class FeedbackSender(Background):
+    """Sends a label for each prediction the load got back, from its own thread."""
+
+    def __init__(self, load: Load, rate: float = 20.0) -> None:
+        self.load, self.interval = load, 1.0 / rate
+        self.service = load.service
+        self.accepted: list[str] = []
+        self.failures: list[int | str] = []
+        super().__init__("feedback")
+
+    def _run(self) -> None:
+        url = f"{get_settings().serve_url}/{self.service}/feedback"
+        with httpx.Client(timeout=10) as http:
+            sent = 0
+            while not self._stop.wait(self.interval):
+                if sent >= len(self.load.request_ids):
+                    continue
+                rid = self.load.request_ids[sent]
+                sent += 1
+                try:
+                    response = http.post(url, json={REQUEST_ID: rid, LABEL: sent % 2})
+                    if response.status_code == 202:
+                        self.accepted.append(rid)
+                    else:
+                        self.failures.append(response.status_code)
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+
+
+def logged_ids(service: str, kind: Kind, wanted: list[str], timeout_s: float = 20.0) -> list[str]:
+    """Request ids of `wanted` found in the log, with repeats (waits until each is there, for
+    the writers' periodic flush or a recovery, at most `timeout_s`)."""
+    deadline, found = time.monotonic() + timeout_s, []
+    uri, wanted_set = get_settings().inference_log_uri, set(wanted)
+    while time.monotonic() < deadline:
+        frame = read_log(uri, service, kind, columns=[REQUEST_ID])
+        found = [rid for rid in frame[REQUEST_ID] if rid in wanted_set]
+        if set(found) == wanted_set:
+            return found
+        time.sleep(1.0)
+    return found
+
+
+def log_completeness(
+    service: str, item: str, answered: list[str], accepted: list[str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """(missing, repeated) of the answered prediction rows and the accepted labels in the
+    service's log, each recorded as a figure of `item` (waits up to 90 s for a recovery)."""
+    wanted = {"predictions": (PREDICTIONS_KIND, answered)}
+    if accepted is not None:
+        wanted["labels"] = (FEEDBACK_KIND, accepted)
+    found = {}
+    for what, (kind, ids) in wanted.items():
+        missing, repeated = missing_and_repeated(ids, logged_ids(service, kind, ids, 90))
+        record_figure(item, f"{what} acknowledged (2xx)", len(ids), "> 0", bool(ids))
+        record_figure(item, f"{what} missing from the log", missing, "0", missing == 0)
+        record_figure(item, f"{what} logged more than once", repeated, "0", repeated == 0)
+        found[what] = (missing, repeated)
+    return found
+
+
+def missing_and_repeated(wanted: list[str], logged: list[str]) -> tuple[int, int]:
+    """How many of `wanted` the log lacks, and how many rows it holds more than once."""
+    counts = Counter(logged)
+    return len(set(wanted) - set(counts)), sum(n - 1 for n in counts.values() if n > 1)

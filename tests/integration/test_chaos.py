@@ -11,19 +11,15 @@ import signal
 import time
 
 import fsspec
-import httpx
 import pytest
 
 from mlops import stack
 from services.inference_log import (
     FEEDBACK_KIND,
-    LABEL,
     MODEL_VERSION,
     PREDICTIONS_KIND,
-    REQUEST_ID,
     Kind,
     kind_root,
-    read_log,
 )
 from services.registry import RegistryUnavailable
 from services.settings import get_settings
@@ -32,9 +28,11 @@ from serving.manifest import HEALTH_CHECK_PERIOD_S, manifest_path
 from serving.promote import PromotionError, promote
 from tests.figures import record_figure
 from tests.load import (
-    Background,
+    FeedbackSender,
     Load,
     deploy_with_replicas,
+    log_completeness,
+    logged_ids,
     predict_body,
     realtime_replicas,
     restore_manifest,
@@ -87,7 +85,10 @@ def test_killed_replica_recovers_under_load(served, tmp_path):
         deploy_with_replicas(SERVICE, tmp_path, 2)
         victim = realtime_replicas(SERVICE)[0]
         gone = frozenset({victim.replica_id})
-        with Load(SERVICE, predict_body(SERVICE), rate=RATE, max_s=60) as load:
+        with (
+            Load(SERVICE, predict_body(SERVICE), rate=RATE, max_s=60) as load,
+            FeedbackSender(load) as feedback,
+        ):
             time.sleep(3)
             os.kill(victim.pid, signal.SIGKILL)
             killed_at = time.monotonic()
@@ -117,8 +118,11 @@ def test_killed_replica_recovers_under_load(served, tmp_path):
         f"<= {RECOVERY_TARGET_S:.0f}",
         recovery_s <= RECOVERY_TARGET_S,
     )
+    # what the killed replica answered since its last flush is committed by its replacement
+    lost = log_completeness(SERVICE, item, load.request_ids, feedback.accepted)
     assert load.sent >= 1_000, load.sent
     assert share <= MAX_FAILURE_SHARE, (share, load.failures[:10])
+    assert lost == {"predictions": (0, 0), "labels": (0, 0)}, lost
     # The test asserts the recovery; its duration is a figure that `make reliability` holds
     # to RECOVERY_TARGET_S (a replica start is seconds of imports, slower on a busy machine).
     assert math.isfinite(recovery_s), "the killed replica was not replaced within 60 s"
@@ -170,51 +174,10 @@ def test_mlflow_stopped_changes_nothing_for_traffic_and_promotion_fails_cleanly(
     assert served_state(SERVICE) == before
 
 
-class FeedbackSender(Background):
-    """Sends a label for each prediction the load got back, from its own thread."""
-
-    def __init__(self, load: Load, rate: float = 20.0) -> None:
-        self.load, self.interval = load, 1.0 / rate
-        self.accepted: list[str] = []
-        self.failures: list[int | str] = []
-        super().__init__("feedback")
-
-    def _run(self) -> None:
-        url = f"{get_settings().serve_url}/{SERVICE}/feedback"
-        with httpx.Client(timeout=10) as http:
-            sent = 0
-            while not self._stop.wait(self.interval):
-                if sent >= len(self.load.request_ids):
-                    continue
-                rid = self.load.request_ids[sent]
-                sent += 1
-                try:
-                    response = http.post(url, json={REQUEST_ID: rid, LABEL: sent % 2})
-                    if response.status_code == 202:
-                        self.accepted.append(rid)
-                    else:
-                        self.failures.append(response.status_code)
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-
-
 def writers(kind: Kind) -> set[str]:
     """Names of the inference-log parts of one kind (each starts with its writer id)."""
     fs, root = fsspec.core.url_to_fs(kind_root(get_settings().inference_log_uri, SERVICE, kind))
     return {path.rsplit("/", 1)[-1] for path in fs.glob(f"{root}/date=*/*.parquet")}
-
-
-def logged_ids(kind: Kind, wanted: list[str], timeout_s: float = 20.0) -> list[str]:
-    """Request ids of `wanted` found in the log (waits for the writers' periodic flush)."""
-    deadline, found = time.monotonic() + timeout_s, []
-    uri, wanted_set = get_settings().inference_log_uri, set(wanted)
-    while time.monotonic() < deadline:
-        frame = read_log(uri, SERVICE, kind, columns=[REQUEST_ID])
-        found = [rid for rid in frame[REQUEST_ID] if rid in wanted_set]
-        if set(found) == wanted_set:
-            return found
-        time.sleep(1.0)
-    return found
 
 
 def test_scale_down_loses_no_inference_log_rows(served, tmp_path):
@@ -233,8 +196,8 @@ def test_scale_down_loses_no_inference_log_rows(served, tmp_path):
     finally:
         deploy(manifest_path())
     served_ids = list(load.request_ids)
-    predictions = logged_ids(PREDICTIONS_KIND, served_ids)
-    labels = logged_ids(FEEDBACK_KIND, feedback.accepted)
+    predictions = logged_ids(SERVICE, PREDICTIONS_KIND, served_ids)
+    labels = logged_ids(SERVICE, FEEDBACK_KIND, feedback.accepted)
     lost = len(set(served_ids) - set(predictions))
     record_figure(item, "predictions served", len(served_ids), ">= 500", len(served_ids) >= 500)
     record_figure(item, "failed requests", len(load.failures), "0", not load.failures)
