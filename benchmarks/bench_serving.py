@@ -7,6 +7,7 @@ Pipeline and operations: `dvc repro` cold/warm, `mlops promote` wall time, the m
 100,000 rows. Writes benchmarks/RESULTS.md and benchmarks/latency.png.
 
     python -m benchmarks.bench_serving [--duration 10] [--rows 1000000]   (or: make bench)
+    python -m benchmarks.bench_serving --sections durability     (one part again, others kept)
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ WORKERS = 2  # every server gets the machine's 2 cores: 2 processes/replicas eac
 RAY_DATA_COPIES = 5  # batch-score reads 5 files of the batch rows: start-up cost amortized
 RAY_DATA_SMALL_ROWS = 1_000  # batch-score on this few rows measures its fixed start-up
 BATCH_CLIENTS = 2  # the Batch deployment's max_ongoing_requests: upload overlaps scoring
+# what `--sections` can choose; the pipeline and the promotion, the set-up, are always measured
+SECTIONS = ("realtime", "telemetry", "rollout", "durability", "batch", "monitor")
 WARMUP_S = 30  # > upscale_delay_s + a replica's start-up: autoscaling has settled before measuring
 
 
@@ -221,7 +224,10 @@ def promote_wall_time(repo: Path, env: dict[str, str]) -> tuple[str, float]:
     return version, time.perf_counter() - start
 
 
-def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[str, Any]:
+def run(
+    workdir: Path, duration_s: int, rows: int, monitor_rows: int, sections: Sequence[str] = SECTIONS
+) -> dict[str, Any]:
+    """Set up (pipeline, promotions: always measured), then measure `sections`."""
     from benchmarks import bench_monitor, bench_pipeline
     from mlops import stack
     from mlops.sandbox import copy_repo, free_port
@@ -254,32 +260,36 @@ def run(workdir: Path, duration_s: int, rows: int, monitor_rows: int) -> dict[st
         body = json.dumps(
             {RECORDS: frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])}
         )
-        log.info("real-time load")
-        results["realtime"] = [
-            asdict(r)
-            for r in realtime(body, repo / "models" / SERVICE / "model.ubj", version, duration_s)
-        ]
         predict_url = f"{settings.serve_url}/{SERVICE}/predict"
-        log.info("request telemetry: off and on, alternating")
-        cost = telemetry_ab.measure_cost(predict_url, body, duration_s, WARMUP_S)
-        results["telemetry"] = {
-            side: [asdict(r) for r in getattr(cost, side)] for side in ("on", "off")
-        }
-        log.info("rollout traffic: none, shadow and canary, alternating")
-        stable, candidate = rollout_ab.versions()
         load = ab.Load(predict_url, body, duration_s, WARMUP_S)
-        results["rollout"] = asdict(rollout_ab.measure_cost(stable, candidate, load))
-        log.info("inference log durability: %s, alternating", ", ".join(durability_ab.LEVELS))
-        results["durability"] = {
-            level: [asdict(r) for r in runs]
-            for level, runs in durability_ab.measure_cost(load).items()
-        }
-        log.info("batch: %d rows", rows)
-        results["batch"] = batch(rows, workdir, version)
-        log.info("monitor: %d rows", monitor_rows)
-        results["monitor"] = asdict(
-            bench_monitor.bench(monitor_rows, workdir / "monitor", settings.tracking_uri)
-        )
+        if "realtime" in sections:
+            log.info("real-time load")
+            booster = repo / "models" / SERVICE / "model.ubj"
+            results["realtime"] = [asdict(r) for r in realtime(body, booster, version, duration_s)]
+        if "telemetry" in sections:
+            log.info("request telemetry: off and on, alternating")
+            cost = telemetry_ab.measure_cost(predict_url, body, duration_s, WARMUP_S)
+            results["telemetry"] = {
+                side: [asdict(r) for r in getattr(cost, side)] for side in ("on", "off")
+            }
+        if "rollout" in sections:
+            log.info("rollout traffic: none, shadow and canary, alternating")
+            stable, candidate = rollout_ab.versions()
+            results["rollout"] = asdict(rollout_ab.measure_cost(stable, candidate, load))
+        if "durability" in sections:
+            log.info("inference log durability: %s, alternating", ", ".join(durability_ab.LEVELS))
+            results["durability"] = {
+                level: [asdict(r) for r in runs]
+                for level, runs in durability_ab.measure_cost(load).items()
+            }
+        if "batch" in sections:
+            log.info("batch: %d rows", rows)
+            results["batch"] = batch(rows, workdir, version)
+        if "monitor" in sections:
+            log.info("monitor: %d rows", monitor_rows)
+            results["monitor"] = asdict(
+                bench_monitor.bench(monitor_rows, workdir / "monitor", settings.tracking_uri)
+            )
         return results
     finally:
         stack.down()
@@ -444,13 +454,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="batch rows")
     parser.add_argument("--monitor-rows", type=int, default=100_000)
     parser.add_argument("--output", type=Path, default=HERE, help="folder for RESULTS.md")
+    parser.add_argument(
+        "--sections",
+        type=lambda text: text.split(","),
+        default=list(SECTIONS),
+        help=f"comma-separated, of {','.join(SECTIONS)}: measure these, keep the others' "
+        "figures from the output folder's results.json",
+    )
     args = parser.parse_args(argv)
+    if unknown := set(args.sections) - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))} (of {', '.join(SECTIONS)})")
+    stored = args.output / "results.json"
+    kept = {} if set(args.sections) == set(SECTIONS) else json.loads(stored.read_text())
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
-        results = run(Path(tmp), args.duration, args.rows, args.monitor_rows)
+        measured = run(Path(tmp), args.duration, args.rows, args.monitor_rows, args.sections)
+    results = kept | measured
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    stored.write_text(json.dumps(results, indent=2) + "\n")
     (args.output / "RESULTS.md").write_text(report(results) + "\n\n![latency](latency.png)\n")
     plot(results, args.output / "latency.png")
     print(report(results))
