@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from services.settings import repo_root
-from serving.manifest import deployable, load
+from serving.manifest import ManifestError, deployable, load
 
 IMAGE = "ghcr.io/OWNER/mlops-serving:latest"  # built from this repository (see docs/SERVING.md)
 HEADER = """\
@@ -79,11 +79,24 @@ def _container(name: str, cpu: str, memory: str) -> dict[str, Any]:
     }
 
 
+def serve_config_v2(manifest_file: Path) -> str:
+    """The manifest's deployable applications as `serveConfigV2`, checked with Ray's own
+    schema of a Serve config file (what KubeRay hands to Serve)."""
+    from ray.serve.schema import ServeDeploySchema  # imports Ray: only when rendering
+
+    serve_config = deployable(load(manifest_file))
+    serve_config["http_options"] = {**serve_config.get("http_options", {}), "host": "0.0.0.0"}
+    text = yaml.safe_dump(serve_config, sort_keys=False)
+    try:
+        ServeDeploySchema.model_validate(yaml.safe_load(text))
+    except ValueError as exc:  # pydantic's ValidationError
+        raise ManifestError(f"{manifest_file}: not a valid Ray Serve config: {exc}") from None
+    return text
+
+
 def render(manifest_file: Path, source: Path | None = None) -> str:
     """The RayService document for the manifest's deployable applications (`source`: the
     manifest's path to name in the header, when `manifest_file` is a copy elsewhere)."""
-    serve_config = deployable(load(manifest_file))
-    serve_config["http_options"] = {**serve_config.get("http_options", {}), "host": "0.0.0.0"}
     head = {
         "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
         "template": {
@@ -114,7 +127,7 @@ def render(manifest_file: Path, source: Path | None = None) -> str:
         "kind": "RayService",
         "metadata": {"name": "mlops-serving", "labels": {"app.kubernetes.io/part-of": "mlops"}},
         "spec": {
-            "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
+            "serveConfigV2": serve_config_v2(manifest_file),
             "rayClusterConfig": {
                 "rayVersion": installed_version("ray"),
                 "enableInTreeAutoscaling": True,
