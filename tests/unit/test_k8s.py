@@ -1,5 +1,5 @@
 """serving.k8s: the rendered RayService is one KubeRay would apply, its serveConfigV2 one Ray
-Serve parses."""
+Serve parses, and it names the serving image by the tag CI pushes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from typing import Any
 import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
+from typer.testing import CliRunner
 
+from mlops.cli import app
 from services.inference_log import CANARY
+from services.settings import get_settings
 from serving import k8s, manifest
+from serving.image import TAG_PATTERN
 from serving.routing import RolloutTraffic
 
 pytestmark = pytest.mark.unit
@@ -75,3 +79,19 @@ def test_a_config_ray_serve_refuses_is_never_written(serving_two: Path, tmp_path
     with pytest.raises(manifest.ManifestError, match=r"(?s)not a valid Ray Serve config.*Moon"):
         k8s.write(serving_two, target)
     assert target.read_text() == "before\n"
+
+
+def test_the_image_is_the_tag_ci_pushes_never_latest():
+    """ci.yml's image job pushes the tag `mlops ci image-tag` prints (test_workflows.py)."""
+    result = CliRunner().invoke(app, ["ci", "image-tag"])
+    assert result.exit_code == 0, result.output
+    tag = result.output.strip()
+    assert TAG_PATTERN.fullmatch(tag)
+    for document in (
+        yaml.safe_load(k8s.k8s_path().read_text()),
+        yaml.safe_load(k8s.render(manifest.manifest_path())),
+    ):
+        images = {c["image"] for c in containers(document)}
+        assert images == {f"{get_settings().serving_image}:{tag}"}, (
+            "infra/k8s/rayservice.yaml is out of date: run `mlops render k8s`"
+        )
