@@ -8,6 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from services.gitutil import working_files
 from services.settings import PACKAGE_REPO
 
 
@@ -20,22 +21,10 @@ def free_port() -> int:
 
 def copy_repo(destination: Path) -> Path:
     """Copy the working tree (tracked and untracked, not ignored files) into a fresh git repo."""
-    listed = (
-        subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=PACKAGE_REPO,
-            check=True,
-            capture_output=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for relative in filter(None, listed):
-        source = PACKAGE_REPO / relative
-        if source.is_file():
-            target = destination / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    for relative in working_files(PACKAGE_REPO):
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PACKAGE_REPO / relative, target)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=destination, check=True)
     subprocess.run([*git, "add", "-A"], cwd=destination, check=True)

@@ -149,6 +149,14 @@ def changed_files(tree: Path) -> dict[str, str]:
     }
 
 
+def working_files(repo: Path, *paths: str) -> list[str]:
+    """Files of the working tree under `paths` (all when none) that a checkout of it would
+    hold: tracked and untracked, not ignored, not deleted; sorted, relative to `repo`."""
+    options = ("-z", "--cached", "--others", "--exclude-standard")
+    listed = git("ls-files", *options, "--", *paths, cwd=repo, strip=False)
+    return sorted({name for name in listed.split("\0") if name and (repo / name).is_file()})
+
+
 def toplevel(path: Path) -> Path:
     """The root of the git working tree that holds `path`."""
     where = path if path.is_dir() else path.parent

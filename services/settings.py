@@ -24,6 +24,8 @@ LOG_DURABILITY_ENV = "MLOPS_LOG_DURABILITY"
 Durability = Literal["memory", "os", "fsync"]
 DURABILITY_LEVELS: tuple[Durability, ...] = get_args(Durability)
 DEFAULT_DURABILITY: Durability = "os"
+# Where the serving image is pushed (registry/name, no tag): serving.image tags it
+SERVING_IMAGE_ENV = "MLOPS_SERVING_IMAGE"
 
 
 def repo_root() -> Path:
@@ -45,6 +47,7 @@ class Settings:
     request_telemetry: bool  # request records and metrics in the replicas (off: benchmarking)
     log_wal_dir: Path  # node-local write-ahead files of the inference log
     log_durability: Durability
+    serving_image: str  # the serving image's repository, e.g. ghcr.io/<owner>/mlops-serving
 
     @property
     def mlflow_port(self) -> int:
@@ -70,6 +73,7 @@ def get_settings() -> Settings:
         request_telemetry=env.get(REQUEST_TELEMETRY_ENV, "1") != "0",
         log_wal_dir=Path(env.get(LOG_WAL_DIR_ENV, home / "wal")).resolve(),
         log_durability=durability(env.get(LOG_DURABILITY_ENV, DEFAULT_DURABILITY)),
+        serving_image=env.get(SERVING_IMAGE_ENV, "ghcr.io/OWNER/mlops-serving"),
     )
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import yaml
 
 from services.settings import repo_root
-from serving.manifest import deployable, load
+from serving.image import DOCKERFILE, image_reference
+from serving.manifest import ManifestError, deployable, load
 
-IMAGE = "ghcr.io/OWNER/mlops-serving:latest"  # built from this repository (see docs/SERVING.md)
-HEADER = """\
-# KubeRay RayService rendered from {source} by `mlops render k8s`: do not edit by hand.
-# The image must contain this repository installed with its lock file (`uv sync --frozen`).
+HEADER = f"""\
+# KubeRay RayService rendered from {{source}} by `mlops render k8s`: do not edit by hand.
+# The image is built from {DOCKERFILE}, tagged with the digest of its inputs (serving/image.py).
 # MLflow and the inference log are reached through the `mlops-serving` Secret/ConfigMap.
 """
 
@@ -56,10 +56,10 @@ def k8s_path() -> Path:
     return repo_root() / "infra" / "k8s" / "rayservice.yaml"
 
 
-def _container(name: str, cpu: str, memory: str) -> dict[str, Any]:
+def _container(name: str, image: str, cpu: str, memory: str) -> dict[str, Any]:
     return {
         "name": name,
-        "image": IMAGE,
+        "image": image,
         "env": [
             {"name": name, "value": value}
             for name, value in (
@@ -79,17 +79,31 @@ def _container(name: str, cpu: str, memory: str) -> dict[str, Any]:
     }
 
 
+def serve_config_v2(manifest_file: Path) -> str:
+    """The manifest's deployable applications as `serveConfigV2`, checked with Ray's own
+    schema of a Serve config file (what KubeRay hands to Serve)."""
+    from ray.serve.schema import ServeDeploySchema  # imports Ray: only when rendering
+
+    serve_config = deployable(load(manifest_file))
+    serve_config["http_options"] = {**serve_config.get("http_options", {}), "host": "0.0.0.0"}
+    text = yaml.safe_dump(serve_config, sort_keys=False)
+    try:
+        ServeDeploySchema.model_validate(yaml.safe_load(text))
+    except ValueError as exc:  # pydantic's ValidationError
+        raise ManifestError(f"{manifest_file}: not a valid Ray Serve config: {exc}") from None
+    return text
+
+
 def render(manifest_file: Path, source: Path | None = None) -> str:
     """The RayService document for the manifest's deployable applications (`source`: the
     manifest's path to name in the header, when `manifest_file` is a copy elsewhere)."""
-    serve_config = deployable(load(manifest_file))
-    serve_config["http_options"] = {**serve_config.get("http_options", {}), "host": "0.0.0.0"}
+    image = image_reference()
     head = {
         "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
         "template": {
             "spec": {
                 "containers": [
-                    _container("ray-head", "1", "4Gi")
+                    _container("ray-head", image, "1", "4Gi")
                     | {
                         "ports": [
                             {"containerPort": 6379, "name": "gcs"},
@@ -107,14 +121,14 @@ def render(manifest_file: Path, source: Path | None = None) -> str:
         "minReplicas": 1,
         "maxReplicas": 4,
         "rayStartParams": {},
-        "template": {"spec": {"containers": [_container("ray-worker", "2", "4Gi")]}},
+        "template": {"spec": {"containers": [_container("ray-worker", image, "2", "4Gi")]}},
     }
     document = {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
         "metadata": {"name": "mlops-serving", "labels": {"app.kubernetes.io/part-of": "mlops"}},
         "spec": {
-            "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
+            "serveConfigV2": serve_config_v2(manifest_file),
             "rayClusterConfig": {
                 "rayVersion": installed_version("ray"),
                 "enableInTreeAutoscaling": True,

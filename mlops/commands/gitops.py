@@ -82,6 +82,15 @@ def gitops_remote_command() -> None:
     typer.echo(run_guarded(lambda: local_remote(get_settings().home, repo_root())))
 
 
+@ci_app.command("image-tag")
+def image_tag_command() -> None:
+    """Print the serving image's tag: the digest of the files infra/k8s/Dockerfile copies
+    (what the RayService names and the image job of ci.yml pushes)."""
+    from serving.image import image_tag
+
+    typer.echo(run_guarded(image_tag))
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to `app`."""
     app.add_typer(ci_app, name="ci")

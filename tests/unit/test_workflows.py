@@ -21,6 +21,8 @@ import yaml
 
 from mlops.commands.gitops import new_versions, versions_markdown
 from services.registry_keys import DVC_DATA_MD5_TAG, GIT_COMMIT_TAG
+from services.settings import get_settings
+from serving.image import DOCKERFILE
 
 pytestmark = pytest.mark.unit
 
@@ -154,6 +156,7 @@ def test_top_level_permissions_are_empty_and_every_job_declares_its_own():
 def test_write_permissions_only_where_needed():
     allowed = {
         ("ci.yml", "comment"): {"pull-requests"},
+        ("ci.yml", "image"): {"packages"},
         ("release.yml", "promote"): {"contents"},
         ("monitor.yml", "monitor"): {"contents", "pull-requests"},
         ("rollout.yml", "analyse"): {"contents", "pull-requests"},
@@ -390,6 +393,80 @@ def test_act_payloads():
     assert TAG_PATTERN.replace("$", "$$") in makefile
     for target in ("act-pr", "act-release", "act-deploy", "act-monitor", "act-rollout"):
         assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+# --- the serving image ----------------------------------------------------------------------
+
+
+def ci() -> dict[str, Any]:
+    return load(GITHUB / "workflows" / "ci.yml")
+
+
+def test_the_serving_image_is_pushed_from_main_only_under_the_tag_the_rayservice_names():
+    jobs = ci()["jobs"]
+    image = jobs["image"]
+    assert image["needs"] == "pipeline"  # only code that passed lint and tests
+    assert image["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert image["permissions"] == {"contents": "read", "packages": "write"}
+    assert all("!env.ACT" in str(step.get("if", "")) for step in image["steps"])
+    # the tag comes from the command the RayService's render uses (tests/unit/test_k8s.py)
+    (tag_step,) = [s for s in jobs["pipeline"]["steps"] if s.get("id") == "image"]
+    assert tag_step["run"].strip() == 'echo "tag=$(mlops ci image-tag)" >> "$GITHUB_OUTPUT"'
+    assert jobs["pipeline"]["outputs"]["image-tag"] == "${{ steps.image.outputs.tag }}"
+    assert image["env"]["TAG"] == "${{ needs.pipeline.outputs.image-tag }}"
+    assert image["env"]["SHA"] == "${{ github.sha }}"
+    pushing = [name for name, job in jobs.items() if "docker push" in str(job["steps"])]
+    assert pushing == ["image"]
+
+
+def run_image_script(tmp_path: Path, published: bool) -> list[str]:
+    """The build step with a stand-in `docker` that records its arguments."""
+    (step,) = [s for s in ci()["jobs"]["image"]["steps"] if "docker build" in s.get("run", "")]
+    calls = tmp_path / "calls"
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    inspect = "exit 0" if published else "exit 1"
+    docker.write_text(
+        f'#!/bin/sh\necho "$*" >> {calls}\n[ "$1 $2" = "manifest inspect" ] && {inspect}\nexit 0\n'
+    )
+    docker.chmod(0o755)
+    env = {
+        "PATH": f"{docker.parent}:{os.environ['PATH']}",
+        "OWNER": "My-Org",
+        "TAG": "src-0123456789abcdef0123",
+        "SHA": "f" * 40,
+        "SOURCE": "https://github.com/My-Org/repo",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+    }
+    result = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]], cwd=ROOT, env=env, capture_output=True
+    )
+    assert result.returncode == 0, result.stderr
+    return calls.read_text().splitlines()
+
+
+def test_a_new_image_is_built_from_the_dockerfile_and_pushed_under_both_tags(tmp_path: Path):
+    repository = "ghcr.io/my-org/mlops-serving"  # GitHub's owner, lowercased for the registry
+    assert repository.rsplit("/", 1)[1] == get_settings().serving_image.rsplit("/", 1)[1]
+    calls = run_image_script(tmp_path, published=False)
+    build = next(c for c in calls if c.startswith("build "))
+    assert f"--file {DOCKERFILE}" in build and build.endswith(" .")
+    assert f"--label org.opencontainers.image.revision={'f' * 40}" in build
+    assert f"--tag {repository}:src-0123456789abcdef0123 --tag {repository}:{'f' * 40}" in build
+    assert calls[-2:] == [
+        f"push {repository}:src-0123456789abcdef0123",
+        f"push {repository}:{'f' * 40}",
+    ]
+
+
+def test_an_image_already_pushed_is_not_rebuilt_only_named_by_the_commit(tmp_path: Path):
+    repository = "ghcr.io/my-org/mlops-serving"
+    calls = run_image_script(tmp_path, published=True)
+    assert not {c.split()[0] for c in calls} & {"build", "push"}
+    assert calls[-1] == (
+        f"buildx imagetools create --tag {repository}:{'f' * 40} "
+        f"{repository}:src-0123456789abcdef0123"
+    )
 
 
 # --- the CI report helper --------------------------------------------------------------------
