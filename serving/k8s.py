@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from services.settings import repo_root
+from services.settings import LOG_WAL_DIR_ENV, repo_root
 from serving.image import DOCKERFILE, image_reference
 from serving.manifest import ManifestError, deployable, load
 
@@ -52,6 +52,14 @@ THROUGHPUT_ENV = {
 }
 
 
+# The inference log's write-ahead folder must outlive a pod: a hostPath on the worker's node,
+# where the next replica started there (or `mlops log recover` on the node) commits what a
+# killed one left (docs/RELIABILITY.md). The image runs as uid RUN_AS_USER: an init container
+# hands it the folder, which the kubelet creates owned by root.
+WAL_HOST_PATH = "/var/lib/mlops/wal"
+RUN_AS_USER = 1000  # the image's user (infra/k8s/Dockerfile)
+
+
 def k8s_path() -> Path:
     return repo_root() / "infra" / "k8s" / "rayservice.yaml"
 
@@ -76,6 +84,35 @@ def _container(name: str, image: str, cpu: str, memory: str) -> dict[str, Any]:
             "requests": {"cpu": cpu, "memory": memory},
             "limits": {"cpu": cpu, "memory": memory},
         },
+    }
+
+
+def _with_write_ahead_folder(container: dict[str, Any]) -> dict[str, Any]:
+    """A pod spec running `container` with the node's write-ahead folder mounted."""
+    mount = [{"name": "inference-log-wal", "mountPath": WAL_HOST_PATH}]
+    return {
+        "initContainers": [
+            {
+                "name": "wal-owner",
+                "image": container["image"],
+                "command": ["chown", f"{RUN_AS_USER}:{RUN_AS_USER}", WAL_HOST_PATH],
+                "securityContext": {"runAsUser": 0},
+                "volumeMounts": mount,
+            }
+        ],
+        "containers": [
+            container
+            | {
+                "env": [*container["env"], {"name": LOG_WAL_DIR_ENV, "value": WAL_HOST_PATH}],
+                "volumeMounts": mount,
+            }
+        ],
+        "volumes": [
+            {
+                "name": "inference-log-wal",
+                "hostPath": {"path": WAL_HOST_PATH, "type": "DirectoryOrCreate"},
+            }
+        ],
     }
 
 
@@ -121,7 +158,7 @@ def render(manifest_file: Path, source: Path | None = None) -> str:
         "minReplicas": 1,
         "maxReplicas": 4,
         "rayStartParams": {},
-        "template": {"spec": {"containers": [_container("ray-worker", image, "2", "4Gi")]}},
+        "template": {"spec": _with_write_ahead_folder(_container("ray-worker", image, "2", "4Gi"))},
     }
     document = {
         "apiVersion": "ray.io/v1",

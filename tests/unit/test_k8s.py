@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from mlops.cli import app
 from services.inference_log import CANARY
-from services.settings import get_settings
+from services.settings import LOG_WAL_DIR_ENV, get_settings
 from serving import k8s, manifest
 from serving.image import TAG_PATTERN
 from serving.routing import RolloutTraffic
@@ -95,3 +95,19 @@ def test_the_image_is_the_tag_ci_pushes_never_latest():
         assert images == {f"{get_settings().serving_image}:{tag}"}, (
             "infra/k8s/rayservice.yaml is out of date: run `mlops render k8s`"
         )
+
+
+def test_replicas_write_ahead_to_a_folder_on_their_node_that_outlives_the_pod(serving_two: Path):
+    document = yaml.safe_load(k8s.render(serving_two))
+    (workers,) = document["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    pod = workers["template"]["spec"]
+    (volume,) = pod["volumes"]
+    assert volume["hostPath"] == {"path": k8s.WAL_HOST_PATH, "type": "DirectoryOrCreate"}
+    (worker,) = pod["containers"]
+    (mount,) = worker["volumeMounts"]
+    assert (mount["name"], mount["mountPath"]) == (volume["name"], k8s.WAL_HOST_PATH)
+    env = {item["name"]: item.get("value") for item in worker["env"]}
+    assert env[LOG_WAL_DIR_ENV] == k8s.WAL_HOST_PATH
+    (owner,) = pod["initContainers"]  # hands the root-owned folder to the image's user
+    assert owner["command"][-1] == k8s.WAL_HOST_PATH and owner["volumeMounts"] == [mount]
+    assert owner["image"] == worker["image"]
