@@ -71,6 +71,7 @@ def logged_row(record: dict[str, Any]) -> dict[str, Any]:
 def append_cost_us(row: dict[str, Any], appends: int = 20_000) -> dict[str, float]:
     """Per durability level, the microseconds one request's append of `row` takes in-process
     (what the write-ahead step adds per request, without the machine's noise around it)."""
+    from services.inference_log import PREDICTIONS_KIND
     from serving.log_writer import InferenceLogWriter
 
     costs = {}
@@ -80,7 +81,7 @@ def append_cost_us(row: dict[str, Any], appends: int = 20_000) -> dict[str, floa
             writer = InferenceLogWriter(
                 str(Path(folder) / "log"),
                 "bench",
-                "predictions",
+                PREDICTIONS_KIND,
                 "bench",
                 wal_dir=None if level == "memory" else Path(folder) / "wal",
                 sync=level == "fsync",
