@@ -151,9 +151,9 @@ def haproxy_env() -> dict[str, str]:
 
 
 def ray_status(settings: Settings) -> ComponentStatus:
-    url = settings.dashboard_url  # /api/healthz answers without the token (GCS and dashboard up)
+    url = settings.dashboard_url  # answers without the token: the dashboard and the GCS are up
     return ComponentStatus(
-        "ray", _http_ok(f"{url}/api/healthz"), url, _is_local(settings.ray_address)
+        "ray", _http_ok(f"{url}/api/gcs_healthz"), url, _is_local(settings.ray_address)
     )
 
 
