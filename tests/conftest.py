@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from mlops.sandbox import copy_repo, free_port
-from services.ray_access import LOOPBACK_ENV, auth_headers, use_in_this_process
+from services.ray_access import AUTH_MODE_ENV, LOOPBACK_ENV, auth_headers, use_in_this_process
 from services.settings import get_settings
 from services.spec import load_catalogue, load_spec
 
-# the local head binds loopback only: Ray must not swap 127.0.0.1 for the machine's address
-# when this process (or one it starts) connects, which it decides when `ray` is imported
-os.environ[LOOPBACK_ENV] = "0"
+# Ray reads these when it is imported: the local head binds loopback only (Ray must not swap
+# 127.0.0.1 for the machine's address) and demands its token (its path is set once the head
+# is up, in `ray_cluster`)
+os.environ |= {LOOPBACK_ENV: "0", AUTH_MODE_ENV: "token"}
 
 
 def name_on_main(service: str, version: str | None) -> None:

@@ -69,14 +69,26 @@ def is_loopback(address: str) -> bool:
     )
 
 
-def refuses_without_token(port: int) -> bool:
-    """Whether a gRPC call without the token gets UNAUTHENTICATED."""
+def grpc_status(port: int, metadata: list[tuple[str, str]]) -> grpc.StatusCode:
+    """The status of an (empty) call of the replica's request method, with `metadata`."""
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary("/ray.serve.ASGIService/HandleRequest")
         try:
-            channel.unary_unary("/ray.serve.ASGIService/Probe")(b"", timeout=10)
+            call(b"", metadata=metadata, timeout=10)
         except grpc.RpcError as error:
-            return error.code() == grpc.StatusCode.UNAUTHENTICATED
-    return False
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def refuses_without_token(port: int) -> bool:
+    """Whether a call without the token gets UNAUTHENTICATED, and one with it gets past the
+    check (to whatever the method makes of an empty request)."""
+    unauthenticated = grpc.StatusCode.UNAUTHENTICATED
+    with_token = list(auth_headers(get_settings()).items())
+    return (
+        grpc_status(port, []) == unauthenticated
+        and grpc_status(port, [(k.lower(), v) for k, v in with_token]) != unauthenticated
+    )
 
 
 def test_no_socket_of_the_stack_listens_outside_loopback(served):
