@@ -56,8 +56,9 @@ def wait_for_server(
         if check():
             return True
         if recorded_process(pid_path) is None:
-            lines = log_path.read_text(errors="replace").strip().splitlines() or ["no output"]
-            raise RuntimeError(f"{what} exited: {lines[-1].strip()} (log: {log_path})")
+            lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+            last = " | ".join([line for line in lines if line][-3:]) or "no output"
+            raise RuntimeError(f"{what} exited: {last} (log: {log_path})")
         return False
 
     wait_until(healthy_or_gone, f"{what} (log: {log_path})", timeout_s)

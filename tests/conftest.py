@@ -17,6 +17,7 @@ import pytest
 from mlops.sandbox import copy_repo, free_port
 from services.settings import get_settings
 from services.spec import load_catalogue, load_spec
+from tests.production import ProductionStack, production_stack
 
 
 def name_on_main(service: str, version: str | None) -> None:
@@ -112,3 +113,11 @@ def second_version(served: dict[str, str]) -> str:
     from training.register import register
 
     return register(load_spec("fraud-detection"))["version"]
+
+
+@pytest.fixture(scope="session")
+def production() -> Iterator[ProductionStack]:
+    """`mlops stack up --profile production`: PostgreSQL, SeaweedFS and MLflow's basic-auth
+    server on free loopback ports under a temporary MLOPS_HOME; `down` at the end."""
+    with production_stack() as stack:
+        yield stack

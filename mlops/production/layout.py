@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.processes import listening
-from mlops.sandbox import free_port
+from mlops.sandbox import server_port
 from services.settings import (
     POSTGRES_PORT_ENV,
     PRODUCTION_MLFLOW_PORT_ENV,
@@ -110,16 +110,9 @@ def ports(layout: Layout, fresh: tuple[str, ...] = ()) -> dict[str, int]:
             continue
         port = recorded.get(name)
         if port is None or (name in fresh and listening(HOST, port)):
-            port = _unused_port(set(chosen.values()) | set(recorded.values()))
+            port = server_port({*chosen.values(), *recorded.values()})
         chosen[name] = port
     auto = {k: v for k, v in chosen.items() if not os.environ.get(CONFIGURABLE_PORTS.get(k, ""))}
     if auto != recorded:
         layout.ports_file.write_text(json.dumps(auto, indent=1))
     return chosen
-
-
-def _unused_port(taken: set[int]) -> int:
-    """A free port that is not already one of `taken` (the OS may hand the same one twice)."""
-    while (port := free_port()) in taken:
-        pass
-    return port
