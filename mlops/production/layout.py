@@ -28,7 +28,6 @@ INFERENCE_LOG_BUCKET = "mlops-inference-log"
 BUCKETS = (ARTIFACTS_BUCKET, DVC_BUCKET, INFERENCE_LOG_BUCKET)
 ARTIFACTS_URI = f"s3://{ARTIFACTS_BUCKET}/mlflow"
 INFERENCE_LOG_URI = f"s3://{INFERENCE_LOG_BUCKET}/inference-log"
-DVC_REMOTE_URI = f"s3://{DVC_BUCKET}/dvc"
 
 # Ports a user may set; the others (SeaweedFS's internal servers) are always chosen free
 POSTGRES, S3, MLFLOW = "postgres", "s3", "mlflow"
