@@ -55,7 +55,7 @@ def wait_for_server(
     def healthy_or_gone() -> bool:
         if check():
             return True
-        if recorded_process(pid_path) is None:
+        if recorded_pid(pid_path) is None:
             lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
             last = " | ".join([line for line in lines if line][-3:]) or "no output"
             raise RuntimeError(f"{what} exited: {last} (log: {log_path})")
@@ -96,35 +96,53 @@ def start_server(
     return process.pid
 
 
-def recorded_process(pid_path: Path) -> psutil.Process | None:
-    """The live process `pid_path` names; None when it is gone or the pid was reused since
-    (a process younger than the file is not the one recorded)."""
+def alive(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a zombie has)."""
     try:
-        process = psutil.Process(int(pid_path.read_text()))
-        alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-        recorded_at = pid_path.stat().st_mtime
-        if alive and process.create_time() <= recorded_at + 1.0:
-            return process
-    except (FileNotFoundError, ValueError, psutil.Error):
-        pass
-    return None
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def started_since_boot(pid: int) -> float:
+    """Seconds from boot to the start of `pid` (Linux's /proc/<pid>/stat): unlike psutil's
+    create_time, not moved by the whole seconds of the boot time it adds (/proc/stat)."""
+    after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(after_name[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime in ticks
+
+
+def recorded_pid(pid_path: Path) -> int | None:
+    """The pid `pid_path` names while that process runs; None when it is gone or the pid was
+    reused since (a process that began after the file was written is not the one recorded)."""
+    try:
+        pid = int(pid_path.read_text())
+        started = started_since_boot(pid)
+        written = pid_path.stat().st_mtime - time.time() + time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if alive(pid) and started <= written + 1.0 else None
 
 
 def stop_server(
     pid_path: Path, sig: int = signal.SIGTERM, group: bool = True, timeout_s: float = 30.0
 ) -> bool:
-    """Send `sig` to the recorded process (and its process group), wait for it to exit
-    (SIGKILL after `timeout_s`), remove the pid file; False when nothing was running."""
-    process = recorded_process(pid_path)
+    """Send `sig` to the recorded process (and its process group), wait until it and its
+    descendants exited (SIGKILL after `timeout_s`), remove the pid file; False when nothing
+    was running."""
+    pid = recorded_pid(pid_path)
     pid_path.unlink(missing_ok=True)
-    if process is None:
+    if pid is None:
         return False
-    members = [process, *process.children(recursive=True)]
+    members = [pid]
+    with contextlib.suppress(psutil.Error):
+        members += [child.pid for child in psutil.Process(pid).children(recursive=True)]
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig) if group else process.send_signal(sig)
-    _, alive = psutil.wait_procs(members, timeout=timeout_s)
-    for straggler in alive:
-        log.warning("pid %d outlived signal %d by %.0fs: killed", straggler.pid, sig, timeout_s)
-        with contextlib.suppress(psutil.Error):
-            straggler.kill()
+        os.killpg(pid, sig) if group else os.kill(pid, sig)
+    deadline = time.monotonic() + timeout_s
+    while any(alive(member) for member in members) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for straggler in filter(alive, members):
+        log.warning("pid %d outlived signal %d by %.0fs: killed", straggler, sig, timeout_s)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(straggler, signal.SIGKILL)
     return True

@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -16,11 +17,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mlops.processes import alive
 from mlops.production.layout import Layout
+from mlops.production.profile import COMPONENTS
 from mlops.production.secrets import GENERATED, read_env_file
 from services.settings import tool
 
-PIDS = ("postgres", "seaweedfs", "mlflow")  # the pid files `up` writes, one a server
+PIDS = tuple(COMPONENTS.values())  # the pid files `up` writes, one a server
 
 
 @dataclass(frozen=True)
@@ -105,5 +108,11 @@ def production_stack() -> Iterator[ProductionStack]:
         assert started.returncode == 0, started.stderr + stack.log_tails()
         yield stack
     finally:
+        servers = [p.pid for found in stack.processes().values() for p in found]
         stack.stack("down")
+        left = [pid for pid in servers if alive(pid)]
+        for pid in left:  # never leave a server behind, even when `down` failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(home, ignore_errors=True)
+        assert not left, f"`mlops stack down --profile production` left pids {left}"

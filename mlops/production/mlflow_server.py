@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from mlops.processes import ComponentStatus, http_ok, recorded_process, start_server, stop_server
+from mlops.processes import ComponentStatus, http_ok, recorded_pid, start_server, stop_server
 from mlops.production import postgres, seaweedfs
 from mlops.production.layout import ARTIFACTS_URI, HOST, MLFLOW, POSTGRES, Layout
 from mlops.production.secrets import Secrets
@@ -53,13 +53,13 @@ def status(ports: dict[str, int]) -> ComponentStatus:
 
 
 def start(layout: Layout, ports: dict[str, int], secrets: Secrets) -> None:
-    if recorded_process(layout.pid(MLFLOW)) is not None:
+    if recorded_pid(layout.pid(COMPONENT)) is not None:
         return
     # start.sh runs `python` (its auth config) and `mlflow` of this environment
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = os.environ | {"PATH": path} | server_env(ports, secrets)
-    start_server(["sh", str(START_SCRIPT)], layout.log(MLFLOW), layout.pid(MLFLOW), env)
+    start_server(["sh", str(START_SCRIPT)], layout.log(COMPONENT), layout.pid(COMPONENT), env)
 
 
 def stop(layout: Layout) -> bool:
-    return stop_server(layout.pid(MLFLOW))
+    return stop_server(layout.pid(COMPONENT))

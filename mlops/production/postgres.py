@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from mlops.processes import ComponentStatus, recorded_process, start_server, stop_server
+from mlops.processes import ComponentStatus, recorded_pid, start_server, stop_server
 from mlops.production.layout import HOST, POSTGRES, Layout
 from mlops.production.secrets import Secrets
 
@@ -153,9 +153,9 @@ def initialise(layout: Layout, secrets: Secrets) -> Path:
 def start(layout: Layout, port: int, secrets: Secrets) -> None:
     """Start the server (initialised first if new); creates the role and the databases."""
     data = initialise(layout, secrets)
-    if recorded_process(layout.pid(POSTGRES)) is None:
+    if recorded_pid(layout.pid(COMPONENT)) is None:
         command = [binary("postgres"), "-D", str(data), "-p", str(port)]
-        start_server(command, layout.log(POSTGRES), layout.pid(POSTGRES), os.environ, owner())
+        start_server(command, layout.log(COMPONENT), layout.pid(COMPONENT), os.environ, owner())
 
 
 def ready(port: int, secrets: Secrets) -> bool:
@@ -183,4 +183,4 @@ def bootstrap(port: int, secrets: Secrets) -> None:
 
 def stop(layout: Layout) -> bool:
     """Fast shutdown (SIGINT to the postmaster: sessions end, the data is checkpointed)."""
-    return stop_server(layout.pid(POSTGRES), signal.SIGINT, group=False)
+    return stop_server(layout.pid(COMPONENT), signal.SIGINT, group=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from mlops.processes import ComponentStatus, wait_for_server
+from mlops.processes import ComponentStatus, recorded_pid, wait_for_server
 from mlops.production import mlflow_server, postgres, seaweedfs
 from mlops.production.layout import (
     INFERENCE_LOG_URI,
@@ -82,14 +82,14 @@ def up(timeout_s: float = 120.0) -> list[ComponentStatus]:
     secrets = load_secrets(where)
     current = _statuses(where, ports(where), secrets)
     starting = [name for name, c in zip(COMPONENTS, current, strict=True) if not c.healthy]
-    known = ports(where, fresh=(*starting, *(WEED_PORT_FLAGS if S3 in starting else ())))
+    known = ports(where, fresh=fresh_ports(where, starting))
     if POSTGRES in starting:
         postgres.start(where, known[POSTGRES], secrets)
         _wait(lambda: postgres.ready(known[POSTGRES], secrets), where, POSTGRES, timeout_s)
         postgres.bootstrap(known[POSTGRES], secrets)
     if S3 in starting:
         seaweedfs.start(where, known, secrets)
-        _wait(lambda: seaweedfs.healthy(known, secrets), where, seaweedfs.COMPONENT, timeout_s)
+        _wait(lambda: seaweedfs.healthy(known, secrets), where, S3, timeout_s)
     if MLFLOW in starting:
         mlflow_server.start(where, known, secrets)
         _wait(lambda: mlflow_server.status(known).healthy, where, MLFLOW, timeout_s)
@@ -98,7 +98,15 @@ def up(timeout_s: float = 120.0) -> list[ComponentStatus]:
     return _statuses(where, known, secrets)
 
 
-def _wait(check: Callable[[], bool], where: Layout, component: str, timeout_s: float) -> None:
+def fresh_ports(where: Layout, starting: list[str]) -> tuple[str, ...]:
+    """The ports that may be chosen again: those of servers about to start that do not run
+    (a server that runs but does not answer yet keeps its ports)."""
+    stopped = [name for name in starting if recorded_pid(where.pid(COMPONENTS[name])) is None]
+    return (*stopped, *(WEED_PORT_FLAGS if S3 in stopped else ()))
+
+
+def _wait(check: Callable[[], bool], where: Layout, name: str, timeout_s: float) -> None:
+    component = COMPONENTS[name]
     wait_for_server(check, where.pid(component), where.log(component), component, timeout_s)
 
 

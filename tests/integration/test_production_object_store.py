@@ -268,8 +268,8 @@ def test_a_killed_dvc_push_leaves_no_truncated_object_and_a_rerun_completes(dvc_
                   not manifest_early)  # fmt: skip
     record_figure(item, "`dvc status -c` after the kill", "missing" if missing else "in sync",
                   "missing", bool(missing))  # fmt: skip
-    record_figure(item, "rerun `dvc push`", rerun.stdout.strip().splitlines()[-1:] or "-",
-                  "completes", rerun.returncode == 0)  # fmt: skip
+    said = " ".join(rerun.stdout.strip().splitlines()[-1:]) or "-"
+    record_figure(item, "rerun `dvc push`", said, "completes", rerun.returncode == 0)
     record_figure(item, "`dvc status -c` after the rerun", "in sync" if not in_sync else "missing",
                   "in sync", not in_sync)  # fmt: skip
     same = restored == original

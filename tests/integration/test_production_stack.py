@@ -10,6 +10,7 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
+from mlops.processes import alive
 from mlops.production.layout import S3, WEED_PORT_FLAGS
 from tests.figures import record_figure
 from tests.production import PIDS, is_loopback, listening_sockets
@@ -59,7 +60,7 @@ def test_up_is_idempotent_status_names_each_component_down_stops_what_up_started
         servers = [p for found in production.processes().values() for p in found]
         ports = {port for _, _, port in listening_sockets(servers)}
         stopped = production.stack("down")
-        left = [p.pid for p in servers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        left = [p.pid for p in servers if alive(p.pid)]
         still_listening = [c for c in psutil.net_connections("inet") if c.laddr.port in ports]
         pid_files = [name for name in PIDS if production.layout.pid(name).exists()]
         status_down = production.stack("status")

@@ -13,11 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
 from mlops.cli import app
-from mlops.processes import recorded_process, start_server, stop_server
+from mlops.processes import alive, recorded_pid, start_server, stop_server
 from mlops.production import mlflow_server, postgres, seaweedfs
 from mlops.production.layout import (
     CONFIGURABLE_PORTS,
@@ -28,6 +29,7 @@ from mlops.production.layout import (
     Layout,
     ports,
 )
+from mlops.production.profile import fresh_ports
 from mlops.production.secrets import GENERATED, load_secrets, read_env_file
 from mlops.sandbox import EPHEMERAL_RANGE
 
@@ -63,6 +65,14 @@ def test_a_configured_port_wins_and_a_taken_one_is_chosen_again_only_before_a_st
         taken.listen()
         assert ports(layout)[S3] == first[S3]  # running or not: status reads the same port
         assert ports(layout, fresh=(S3,))[S3] != first[S3]
+
+
+def test_a_server_that_runs_keeps_its_ports_while_it_does_not_answer(layout):
+    """`up` finds a server unhealthy (slow, starting): only a stopped one gets new ports."""
+    layout.pid(seaweedfs.COMPONENT).write_text(str(os.getpid()))  # a live process, recorded
+    assert fresh_ports(layout, [POSTGRES, S3]) == (POSTGRES,)
+    layout.pid(seaweedfs.COMPONENT).unlink()
+    assert set(fresh_ports(layout, [S3])) == {S3, *WEED_PORT_FLAGS}
 
 
 def test_secrets_are_generated_once_private_and_the_environment_wins_unwritten(layout, monkeypatch):
@@ -126,16 +136,15 @@ def test_start_sh_gets_everything_from_the_environment_and_puts_no_secret_on_its
 
 def test_a_server_is_stopped_by_its_recorded_pid_and_a_reused_pid_is_left_alone(tmp_path):
     pid_file, log_file = tmp_path / "sleep.pid", tmp_path / "sleep.log"
-    start_server(["sleep", "60"], log_file, pid_file, os.environ)
-    process = recorded_process(pid_file)
-    assert process is not None and process.name() == "sleep"
+    pid = start_server(["sleep", "60"], log_file, pid_file, os.environ)
+    assert recorded_pid(pid_file) == pid and psutil.Process(pid).name() == "sleep"
     past = time.time() - 3600  # a pid file written before the process began: a reused pid
     os.utime(pid_file, (past, past))
-    assert recorded_process(pid_file) is None
-    assert not stop_server(pid_file) and process.is_running()
-    pid_file.write_text(str(process.pid))
+    assert recorded_pid(pid_file) is None
+    assert not stop_server(pid_file) and alive(pid)
+    pid_file.write_text(str(pid))
     assert stop_server(pid_file, signal.SIGTERM)
-    assert not process.is_running() or process.status() == "zombie"
+    assert not alive(pid)
     assert not pid_file.exists() and not stop_server(pid_file)
 
 
