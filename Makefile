@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install system-deps data demo test reliability lint stack-up stack-down repro bench clean
 
-install: $(BIN)/mlops system-deps actionlint data ## .venv from uv.lock, Debian's haproxy and wrk when possible, the training data
+install: $(BIN)/mlops system-deps actionlint data ## .venv from uv.lock, Debian's haproxy, wrk and postgresql when possible, the training data
 
 $(BIN)/mlops: pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,19 +16,24 @@ $(BIN)/mlops: pyproject.toml uv.lock
 	touch $@
 
 # Debian's packages: haproxy for Ray Serve's fast ingress, wrk for the HTTP load of the
-# benchmarks (and of their smoke test in `make test`).
-SYSTEM_PACKAGES := haproxy wrk
+# benchmarks (and of their smoke test in `make test`), postgresql for the production profile
+# of the local stack (`mlops stack up --profile production`, and its tests in `make test`).
+SYSTEM_PACKAGES := haproxy wrk postgresql
 
 system-deps: ## $(SYSTEM_PACKAGES) from Debian; a warning saying what is missing when apt is not usable
-	@missing="$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || printf '%s ' $$p; done)"; \
+	@have() { case "$$1" in \
+	  postgresql) command -v postgres >/dev/null || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1;; \
+	  *) command -v "$$1" >/dev/null;; esac; }; \
+	missing="$$(for p in $(SYSTEM_PACKAGES); do have $$p || printf '%s ' $$p; done)"; \
 	missing="$${missing% }"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null \
 	      || echo "warning: could not install $$missing (apt-get install $$missing)"; \
 	  else echo "warning: not installed: $$missing (sudo apt-get install $$missing)"; fi; \
-	  command -v haproxy >/dev/null || echo "warning: without haproxy Ray Serve uses its Python proxy (slower)"; \
-	  command -v wrk >/dev/null || echo "warning: without wrk the benchmarks (and their smoke test) cannot run"; \
+	  have haproxy || echo "warning: without haproxy Ray Serve uses its Python proxy (slower)"; \
+	  have wrk || echo "warning: without wrk the benchmarks (and their smoke test) cannot run"; \
+	  have postgresql || echo "warning: without postgresql the production profile (and its tests) cannot run"; \
 	fi
 
 # A snapshot that cannot be had yet (a DVC remote not configured or reachable) is a warning, not a

@@ -21,7 +21,7 @@ from mlops.console import console, expected_errors, message, run_guarded
 from services.datagen import DRIFT_KINDS
 from services.ray_access import use_in_this_process
 from services.registry_keys import DVC_DATA_MD5_TAG, GIT_COMMIT_TAG
-from services.settings import get_settings
+from services.settings import STACK_PROFILES, get_settings
 from services.spec import load_spec, service_names
 from serving.protocol import RECORDS
 
@@ -30,7 +30,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-stack_app = typer.Typer(help="Local stack: MLflow server and Ray head.", no_args_is_help=True)
+stack_app = typer.Typer(
+    help="Local stack: MLflow server and Ray head (embedded), or PostgreSQL, S3 and MLflow "
+    "with basic auth (--profile production).",
+    no_args_is_help=True,
+)
 stage_app = typer.Typer(help="DVC pipeline stages (called by dvc.yaml).", no_args_is_help=True)
 data_app = typer.Typer(help="Training snapshots.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
@@ -38,6 +42,14 @@ app.add_typer(stage_app, name="stage")
 app.add_typer(data_app, name="data")
 
 DriftKind = Enum("DriftKind", {k.replace("-", "_"): k for k in DRIFT_KINDS}, type=str)  # type: ignore[misc]
+Profile = Enum("Profile", {p: p for p in STACK_PROFILES}, type=str)  # type: ignore[misc]
+ProfileOption = Annotated[
+    Profile,
+    typer.Option(
+        help="embedded: MLflow on SQLite and a Ray head; production: PostgreSQL, SeaweedFS (S3) "
+        "and MLflow's basic-auth server, state and secrets under $MLOPS_HOME/production."
+    ),
+]
 ServiceOption = Annotated[
     str, typer.Option("--service", "-s", help="Service name (folder under services/).")
 ]
@@ -71,28 +83,31 @@ def _print_status(components: list[Any]) -> None:
 
 
 @stack_app.command("up")
-def stack_up(ray: Annotated[bool, typer.Option(help="Also start the Ray head.")] = True) -> None:
-    """Start the MLflow server (and Ray head); wait until healthy; print the URLs."""
+def stack_up(
+    ray: Annotated[bool, typer.Option(help="Also start the Ray head (embedded profile).")] = True,
+    profile: ProfileOption = Profile.embedded,  # type: ignore[attr-defined]
+) -> None:
+    """Start the stack's servers that are down; wait until healthy; print the URLs."""
     from mlops import stack
 
-    _print_status(run_guarded(lambda: stack.up(with_ray=ray)))
+    _print_status(run_guarded(lambda: stack.up(with_ray=ray, profile=profile.value)))
 
 
 @stack_app.command("down")
-def stack_down() -> None:
+def stack_down(profile: ProfileOption = Profile.embedded) -> None:  # type: ignore[attr-defined]
     """Stop what `stack up` started."""
     from mlops import stack
 
-    stack.down()
+    stack.down(profile.value)
     console.print("stack stopped")
 
 
 @stack_app.command("status")
-def stack_status() -> None:
-    """Show whether MLflow and Ray are up; exit 1 if any is down."""
+def stack_status(profile: ProfileOption = Profile.embedded) -> None:  # type: ignore[attr-defined]
+    """Show whether each server of the stack is up; exit 1 if any is down."""
     from mlops import stack
 
-    components = stack.status()
+    components = stack.status(profile.value)
     _print_status(components)
     if not all(c.healthy for c in components):
         raise typer.Exit(1)

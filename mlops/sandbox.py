@@ -3,9 +3,11 @@ the developer's checkout or local stack (the test suite, the benchmarks)."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
+from collections.abc import Collection
 from pathlib import Path
 
 from services.gitutil import working_files
@@ -17,6 +19,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+SERVER_PORTS = 10_000  # how many ports below the ephemeral range server_port draws from
+
+
+def server_port(taken: Collection[int] = ()) -> int:
+    """A free port on 127.0.0.1 below the kernel's ephemeral range, not in `taken`: no
+    outgoing connection is given it as its source port between the choice and the bind (a
+    `free_port` is in that range, and a busy machine may hand it out in the meantime)."""
+    try:
+        first_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768  # Linux's default
+    low = max(1024, first_ephemeral - SERVER_PORTS)
+    for _ in range(200):
+        port = random.randrange(low, first_ephemeral)
+        if port not in taken and _bindable(port):
+            return port
+    raise RuntimeError(f"no free port between {low} and {first_ephemeral - 1}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def copy_repo(destination: Path) -> Path:

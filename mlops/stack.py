@@ -1,4 +1,5 @@
 """The local stack: a real MLflow server and a real Ray head node, started in the background.
+The production profile (PostgreSQL, S3, MLflow's basic-auth server) is mlops/production/.
 
 Idempotent: `up` starts what is down and waits until healthy; `down` stops what runs.
 Nothing is started for a part the environment points elsewhere (MLFLOW_TRACKING_URI,
@@ -11,16 +12,18 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 
+from mlops.processes import (
+    ComponentStatus,
+    http_ok,
+    listening,
+    start_server,
+    stop_server,
+    wait_until,
+)
 from services.ray_access import client_env, ensure_token
-from services.settings import PACKAGE_REPO, Settings, get_settings, tool
+from services.settings import PACKAGE_REPO, Settings, StackProfile, get_settings, tool
 from serving.k8s import SERVING_ENV, THROUGHPUT_ENV
 
 log = logging.getLogger(__name__)
@@ -40,37 +43,6 @@ LOCAL_LOGICAL_CPUS = 2 * (os.cpu_count() or 1)
 LOCAL_NODE_IP = "127.0.0.1"
 
 
-@dataclass(frozen=True)
-class ComponentStatus:
-    name: str
-    healthy: bool
-    url: str
-    managed: bool  # started by this stack (False: an external server from the environment)
-
-
-def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return 200 <= response.status < 300
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _wait(check: object, what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} did not become healthy within {timeout_s:.0f}s")
-
-
-def _listening(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex((host, port)) == 0
-
-
 def _is_local(host_port: str) -> bool:
     return any(h in host_port for h in LOCAL_HOSTS)
 
@@ -80,7 +52,7 @@ def _is_local(host_port: str) -> bool:
 
 def mlflow_status(settings: Settings) -> ComponentStatus:
     uri = settings.tracking_uri
-    return ComponentStatus("mlflow", _http_ok(f"{uri}/health"), uri, _is_local(uri))
+    return ComponentStatus("mlflow", http_ok(f"{uri}/health"), uri, _is_local(uri))
 
 
 def mlflow_up(settings: Settings, timeout_s: float = 60.0) -> ComponentStatus:
@@ -105,19 +77,11 @@ def mlflow_up(settings: Settings, timeout_s: float = 60.0) -> ComponentStatus:
         "--workers",
         "1",
     ]
-    with open(logs / "mlflow.log", "ab") as out:
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            # no job runner: its huey consumers (GenAI jobs, unused here) cost 7 processes,
-            # about 1.8 GiB and seconds of CPU at every start
-            env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        )
-    (settings.home / "mlflow.pid").write_text(str(process.pid))
-    _wait(
+    # no job runner: its huey consumers (GenAI jobs, unused here) cost 7 processes,
+    # about 1.8 GiB and seconds of CPU at every start
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    start_server(command, logs / "mlflow.log", settings.home / "mlflow.pid", env)
+    wait_until(
         lambda: mlflow_status(settings).healthy,
         f"MLflow server (log: {logs / 'mlflow.log'})",
         timeout_s,
@@ -126,13 +90,8 @@ def mlflow_up(settings: Settings, timeout_s: float = 60.0) -> ComponentStatus:
 
 
 def mlflow_down(settings: Settings) -> None:
-    pid_file = settings.home / "mlflow.pid"
-    if not pid_file.exists():
-        return
-    with contextlib.suppress(ProcessLookupError, ValueError):
-        os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-    pid_file.unlink()
-    _wait(lambda: not mlflow_status(settings).healthy, "MLflow shutdown", 30)
+    if stop_server(settings.home / "mlflow.pid"):
+        wait_until(lambda: not mlflow_status(settings).healthy, "MLflow shutdown", 30)
 
 
 # --- Ray ----------------------------------------------------------------------------------
@@ -153,14 +112,14 @@ def haproxy_env() -> dict[str, str]:
 def ray_status(settings: Settings) -> ComponentStatus:
     url = settings.dashboard_url  # answers without the token: the dashboard and the GCS are up
     return ComponentStatus(
-        "ray", _http_ok(f"{url}/api/gcs_healthz"), url, _is_local(settings.ray_address)
+        "ray", http_ok(f"{url}/api/gcs_healthz"), url, _is_local(settings.ray_address)
     )
 
 
 def metrics_status(settings: Settings) -> ComponentStatus:
     """Ray's Prometheus endpoint on the local head (request metrics per service and version)."""
     url = settings.metrics_url
-    return ComponentStatus("metrics", _http_ok(url), url, _is_local(settings.ray_address))
+    return ComponentStatus("metrics", http_ok(url), url, _is_local(settings.ray_address))
 
 
 def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
@@ -175,12 +134,12 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
             "which caps throughput (install Debian's haproxy: `make install`)"
         )
     host, port = settings.ray_address.rsplit(":", 1)
-    if _listening(host, int(port)):
+    if listening(host, int(port)):
         raise RuntimeError(
             f"port {port} is taken but no Ray dashboard answers at {settings.dashboard_url}: "
             "a Ray head left half-stopped (run `ray stop --force`) or another program"
         )
-    if _listening(LOCAL_NODE_IP, settings.metrics_port):
+    if listening(LOCAL_NODE_IP, settings.metrics_port):
         raise RuntimeError(
             f"port {settings.metrics_port} (Ray's Prometheus endpoint) is taken by another "
             "program: set MLOPS_METRICS_PORT to a free port"
@@ -210,8 +169,8 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
     if started.returncode != 0:
         reason = (started.stderr or started.stdout).strip().splitlines() or ["no output"]
         raise RuntimeError(f"`ray start` failed (exit {started.returncode}): {reason[-1]}")
-    _wait(lambda: ray_status(settings).healthy, "Ray head", timeout_s)
-    _wait(lambda: metrics_status(settings).healthy, "Ray's Prometheus endpoint", timeout_s)
+    wait_until(lambda: ray_status(settings).healthy, "Ray head", timeout_s)
+    wait_until(lambda: metrics_status(settings).healthy, "Ray's Prometheus endpoint", timeout_s)
     return ray_status(settings)
 
 
@@ -237,7 +196,11 @@ def _stop_orphaned_haproxy() -> None:
 # --- whole stack --------------------------------------------------------------------------
 
 
-def up(with_ray: bool = True) -> list[ComponentStatus]:
+def up(with_ray: bool = True, profile: StackProfile = "embedded") -> list[ComponentStatus]:
+    if profile == "production":
+        from mlops.production import profile as production
+
+        return production.up()
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     started = [mlflow_up(settings)]
@@ -248,13 +211,21 @@ def up(with_ray: bool = True) -> list[ComponentStatus]:
     return started
 
 
-def down() -> None:
+def down(profile: StackProfile = "embedded") -> None:
+    if profile == "production":
+        from mlops.production import profile as production
+
+        return production.down()
     settings = get_settings()
     ray_down(settings)
     mlflow_down(settings)
 
 
-def status() -> list[ComponentStatus]:
+def status(profile: StackProfile = "embedded") -> list[ComponentStatus]:
+    if profile == "production":
+        from mlops.production import profile as production
+
+        return production.status()
     settings = get_settings()
     ray = ray_status(settings)
     return [mlflow_status(settings), ray, *([metrics_status(settings)] if ray.managed else [])]

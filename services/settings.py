@@ -26,6 +26,15 @@ DURABILITY_LEVELS: tuple[Durability, ...] = get_args(Durability)
 DEFAULT_DURABILITY: Durability = "os"
 # Where the serving image is pushed (registry/name, no tag): serving.image tags it
 SERVING_IMAGE_ENV = "MLOPS_SERVING_IMAGE"
+# The local stack's profiles: embedded (MLflow on SQLite, a Ray head) and production
+# (PostgreSQL, SeaweedFS's S3 and MLflow's basic-auth server, mlops/production/)
+StackProfile = Literal["embedded", "production"]
+STACK_PROFILES: tuple[StackProfile, ...] = get_args(StackProfile)
+# Ports of the production profile's servers on 127.0.0.1; unset: free ports chosen by the
+# first `mlops stack up --profile production` and kept in <MLOPS_HOME>/production/ports.json
+POSTGRES_PORT_ENV = "MLOPS_POSTGRES_PORT"
+S3_PORT_ENV = "MLOPS_S3_PORT"
+PRODUCTION_MLFLOW_PORT_ENV = "MLOPS_PRODUCTION_MLFLOW_PORT"
 
 
 def repo_root() -> Path:

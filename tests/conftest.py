@@ -18,6 +18,7 @@ from mlops.sandbox import copy_repo, free_port
 from services.ray_access import AUTH_MODE_ENV, LOOPBACK_ENV, auth_headers, use_in_this_process
 from services.settings import get_settings
 from services.spec import load_catalogue, load_spec
+from tests.production import ProductionStack, production_stack
 
 # Ray reads these when it is imported: the local head binds loopback only (Ray must not swap
 # 127.0.0.1 for the machine's address) and demands its token (its path is set once the head
@@ -123,3 +124,11 @@ def second_version(served: dict[str, str]) -> str:
     from training.register import register
 
     return register(load_spec("fraud-detection"))["version"]
+
+
+@pytest.fixture(scope="session")
+def production() -> Iterator[ProductionStack]:
+    """`mlops stack up --profile production`: PostgreSQL, SeaweedFS and MLflow's basic-auth
+    server on free loopback ports under a temporary MLOPS_HOME; `down` at the end."""
+    with production_stack() as stack:
+        yield stack

@@ -363,13 +363,14 @@ def make_dry_run(*args: str) -> str:
 
 
 def test_make_install_brings_the_debian_programs_the_suite_runs():
-    """haproxy (Ray Serve's ingress) and wrk (the bench smoke test in `make test`) come from
-    `make install`, not from a machine that happens to have them."""
+    """haproxy (Ray Serve's ingress), wrk (the bench smoke test in `make test`) and
+    postgresql (the production profile and its tests) come from `make install`, not from a
+    machine that happens to have them."""
     database = subprocess.run(
         ["make", "-pn", "-s", "system-deps"], cwd=ROOT, capture_output=True, text=True
     ).stdout
     (packages,) = re.findall(r"^SYSTEM_PACKAGES := (.*)$", database, re.M)
-    assert {"haproxy", "wrk"} <= set(packages.split())
+    assert {"haproxy", "wrk", "postgresql"} <= set(packages.split())
     install = re.search(r"^install: (.*?)##", (ROOT / "Makefile").read_text(), re.M)
     assert install and "system-deps" in install.group(1).split()
 
