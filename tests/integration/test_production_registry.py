@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -103,17 +104,21 @@ class PyfuncIdentity(mlflow.pyfunc.PythonModel):
 
 @pytest.fixture(scope="module")
 def client_env(production: ProductionStack) -> Iterator[dict[str, str]]:
-    """This module signs in as the profile's admin (MLflow reads the environment)."""
+    """This module signs in as the profile's admin; the tracking URI the other tests use is
+    restored afterwards (`set_tracking_uri(None)` would unset MLFLOW_TRACKING_URI)."""
+    previous = mlflow.get_tracking_uri()
     with production.as_client() as env:
         mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
         yield env
-    mlflow.set_tracking_uri(None)
+    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="module")
 def logged_model(client_env: dict[str, str]) -> str:
-    """A small pyfunc model logged once (its artifacts go through the server to S3)."""
-    with mlflow.start_run():
+    """A small pyfunc model logged once (its artifacts go through the server to S3), in an
+    experiment of the profile's server (not the experiment other tests made active)."""
+    experiment = MlflowClient().create_experiment(f"production-profile-{uuid.uuid4().hex[:8]}")
+    with mlflow.start_run(experiment_id=experiment):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=PyfuncIdentity(), pip_requirements=["mlflow"]
         )
