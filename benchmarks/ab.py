@@ -90,12 +90,14 @@ def median(results: list[dict[str, float]], field: str) -> float:
 def table(label: str, sides: Sequence[tuple[str, list[dict[str, Any]]]]) -> list[str]:
     """A markdown table of the median figures of each side (label, stored runs), in order."""
     lines = [
-        f"| {label} | rounds | requests/s | p50 ms | p99 ms | CPU ms/request |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| {label} | rounds | requests/s | min-max | p50 ms | p99 ms | CPU ms/request |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for side, runs in sides:
+        rates = [r["requests_per_s"] for r in runs]
         lines.append(
             f"| {side} | {len(runs)} | {median(runs, 'requests_per_s'):.0f} | "
+            f"{min(rates):.0f}-{max(rates):.0f} | "
             f"{median(runs, 'p50_ms'):.2f} | {median(runs, 'p99_ms'):.2f} | "
             f"{median(runs, 'cpu_ms_per_request'):.2f} |"
         )

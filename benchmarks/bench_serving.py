@@ -282,6 +282,8 @@ def run(
                 level: [asdict(r) for r in runs]
                 for level, runs in durability_ab.measure_cost(load).items()
             }
+            row = durability_ab.logged_row(json.loads(body)[RECORDS][0])
+            results["durability_append_us"] = durability_ab.append_cost_us(row)
         if "batch" in sections:
             log.info("batch: %d rows", rows)
             results["batch"] = batch(rows, workdir, version)
@@ -402,7 +404,9 @@ def report(results: dict[str, Any]) -> str:
         ]
     lines += telemetry_ab.report_lines(results.get("telemetry"))
     lines += rollout_ab.report_lines(results.get("rollout"))
-    lines += durability_ab.report_lines(results.get("durability"))
+    lines += durability_ab.report_lines(
+        results.get("durability"), results.get("durability_append_us")
+    )
     p, m = results["pipeline"], results["monitor"]
     lines += [
         "",

@@ -19,8 +19,9 @@ from rich.table import Table
 
 from mlops.console import console, expected_errors, message, run_guarded
 from services.datagen import DRIFT_KINDS
+from services.ray_access import use_in_this_process
 from services.registry_keys import DVC_DATA_MD5_TAG, GIT_COMMIT_TAG
-from services.settings import STACK_PROFILES
+from services.settings import STACK_PROFILES, get_settings
 from services.spec import load_spec, service_names
 from serving.protocol import RECORDS
 
@@ -63,6 +64,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
     )
     for noisy in ("urllib3", "alembic", "mlflow.store", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    run_guarded(lambda: use_in_this_process(get_settings()))  # before a command imports ray
 
 
 # --- stack ----------------------------------------------------------------------------------

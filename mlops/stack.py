@@ -22,12 +22,18 @@ from mlops.processes import (
     stop_server,
     wait_until,
 )
-from services.settings import Settings, StackProfile, get_settings, tool
+from services.ray_access import client_env, ensure_token
+from services.settings import PACKAGE_REPO, Settings, StackProfile, get_settings, tool
 from serving.k8s import SERVING_ENV, THROUGHPUT_ENV
 
 log = logging.getLogger(__name__)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 HAPROXY_STATE_DIR = "/tmp/haproxy-serve/"  # Ray Serve's default HAProxy config folder
+# Ray Serve 2.60 binds HAProxy's stats and Prometheus frontends to every interface, with no
+# setting for the host: the local stack starts haproxy through this wrapper, which rewrites
+# those two binds to loopback in the config Serve wrote, then runs the real binary.
+HAPROXY_LOOPBACK = PACKAGE_REPO / "infra" / "haproxy" / "haproxy-loopback"
+HAPROXY_REAL_BINARY_ENV = "MLOPS_HAPROXY_BINARY"  # the haproxy the wrapper runs
 # Logical CPUs the local head declares: twice the cores. Serve replicas ask 0.25 each and Ray
 # Data's file-listing tasks a whole CPU, so at one per core a `mlops batch-score` job would
 # wait forever beside scaled-up replicas; real CPU use stays bounded by nthread=1 per model.
@@ -92,17 +98,21 @@ def mlflow_down(settings: Settings) -> None:
 
 
 def haproxy_env() -> dict[str, str]:
-    """Ray Serve's HAProxy ingress when Debian's haproxy is installed (see docs/SERVING.md)."""
+    """Ray Serve's HAProxy ingress when Debian's haproxy is installed (see docs/SERVING.md),
+    run through the wrapper that binds its stats and metrics frontends to loopback."""
     binary = shutil.which("haproxy")
     if binary is None or os.environ.get("MLOPS_INGRESS", "haproxy") != "haproxy":
         return {}
-    return THROUGHPUT_ENV | {"RAY_SERVE_HAPROXY_BINARY_PATH": binary}
+    return THROUGHPUT_ENV | {
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_LOOPBACK),
+        HAPROXY_REAL_BINARY_ENV: binary,
+    }
 
 
 def ray_status(settings: Settings) -> ComponentStatus:
-    url = settings.dashboard_url
+    url = settings.dashboard_url  # answers without the token: the dashboard and the GCS are up
     return ComponentStatus(
-        "ray", http_ok(f"{url}/api/version"), url, _is_local(settings.ray_address)
+        "ray", http_ok(f"{url}/api/gcs_healthz"), url, _is_local(settings.ray_address)
     )
 
 
@@ -145,11 +155,16 @@ def ray_up(settings: Settings, timeout_s: float = 90.0) -> ComponentStatus:
         f"--metrics-export-port={settings.metrics_port}",
         "--disable-usage-stats",
     ]
+    ensure_token(settings)  # every server of the node demands it; the node binds loopback
     started = subprocess.run(
         command,
         capture_output=True,
         text=True,
-        env=os.environ | SERVING_ENV | ingress | {"RAY_USAGE_STATS_ENABLED": "0"},
+        env=os.environ
+        | SERVING_ENV
+        | ingress
+        | client_env(settings)
+        | {"RAY_USAGE_STATS_ENABLED": "0"},
     )
     if started.returncode != 0:
         reason = (started.stderr or started.stdout).strip().splitlines() or ["no output"]

@@ -116,12 +116,17 @@ class SegmentFiles:
         return os.open(self.folder / segment_name(seq), flags, 0o600)
 
     def append(self, frame: bytes, sync: bool) -> None:
-        """Hand `frame` to the operating system (and wait for the disk when `sync`)."""
+        """Hand `frame` to the operating system (and wait for the disk when `sync`). A failed
+        append (a full disk) is cut off again, so the frames after it stay readable."""
         view = memoryview(frame)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        if sync:
-            os.fdatasync(self._fd)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+            if sync:
+                os.fdatasync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, self._size)
+            raise
         self._size += len(frame)
 
     def seal(self) -> int | None:

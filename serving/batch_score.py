@@ -8,8 +8,10 @@ from typing import Any
 import pandas as pd
 
 from services.inference_log import MODEL_VERSION
+from services.ray_access import use_in_this_process
 from services.registry import connect
 from services.schema import validate_features
+from services.settings import get_settings
 from services.spec import load_spec
 from serving.gitops import version_on_main
 from serving.model_slot import load_version
@@ -62,6 +64,8 @@ def batch_score(
     """Read Parquet/CSV at `input_uri`, write predictions as Parquet to `output_uri` (with the
     version the manifest on main names, unless `version` is given)."""
     import fsspec
+
+    use_in_this_process(get_settings())  # the token, and a local head's loopback address
     import ray
 
     spec = load_spec(service)  # a known service (the columns come from the scored version)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
+from services.ray_access import TOKEN_ENV, TOKEN_PATH_ENV, auth_headers, token_path
 from services.settings import (
     LOG_DURABILITY_ENV,
     LOG_WAL_DIR_ENV,
@@ -75,10 +76,28 @@ def _api(path: str = "") -> str:
     return f"{get_settings().dashboard_url}/api/serve/applications/{path}"
 
 
+def _auth() -> dict[str, str]:
+    return auth_headers(get_settings())
+
+
 def _unreachable(exc: httpx.HTTPError) -> DeployError:
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in REFUSED:
+        return _refused(exc.response)
     return DeployError(
         f"Ray dashboard {get_settings().dashboard_url} is not reachable "
         f"({exc}); start it with `mlops stack up` or set RAY_ADDRESS"
+    )
+
+
+REFUSED = (401, 403)  # Ray's token authentication: no token, a wrong token
+
+
+def _refused(response: httpx.Response) -> DeployError:
+    settings = get_settings()
+    return DeployError(
+        f"the Ray dashboard {settings.dashboard_url} refused this client "
+        f"({response.status_code}: {response.text.strip()[:120]}): give it the cluster's token "
+        f"in {TOKEN_ENV} or in the file {TOKEN_PATH_ENV} names (now {token_path(settings)})"
     )
 
 
@@ -102,9 +121,11 @@ def deploy(path: Path, timeout_s: float = 240.0) -> list[AppStatus]:
     for app in config["applications"]:
         app.setdefault("runtime_env", {}).setdefault("env_vars", {}).update(env)
     try:
-        response = httpx.put(_api(), json=config, timeout=60)
+        response = httpx.put(_api(), json=config, headers=_auth(), timeout=60)
     except httpx.HTTPError as exc:
         raise _unreachable(exc) from None
+    if response.status_code in REFUSED:
+        raise _refused(response)
     if response.status_code >= 400:
         raise DeployError(f"Ray rejected the manifest {path}: {response.text[-800:]}")
     return wait_until_running([a["name"] for a in config["applications"]], timeout_s)
@@ -115,7 +136,7 @@ def applications() -> dict[str, ApplicationDetails]:
     from ray.serve.schema import ServeInstanceDetails
 
     try:
-        response = httpx.get(_api(), timeout=30)
+        response = httpx.get(_api(), headers=_auth(), timeout=30)
         response.raise_for_status()
     except httpx.HTTPError as exc:
         raise _unreachable(exc) from None

@@ -168,6 +168,9 @@ def render(manifest_file: Path, source: Path | None = None) -> str:
             "serveConfigV2": serve_config_v2(manifest_file),
             "rayClusterConfig": {
                 "rayVersion": installed_version("ray"),
+                # Ray's token authentication (KubeRay >= 1.5.1 keeps the token in a Secret and
+                # gives it to every Ray container); clients: docs/SERVING.md
+                "authOptions": {"mode": "token"},
                 "enableInTreeAutoscaling": True,
                 "headGroupSpec": head,
                 "workerGroupSpecs": [workers],

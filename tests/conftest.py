@@ -15,9 +15,15 @@ from pathlib import Path
 import pytest
 
 from mlops.sandbox import copy_repo, free_port
+from services.ray_access import AUTH_MODE_ENV, LOOPBACK_ENV, auth_headers, use_in_this_process
 from services.settings import get_settings
 from services.spec import load_catalogue, load_spec
 from tests.production import ProductionStack, production_stack
+
+# Ray reads these when it is imported: the local head binds loopback only (Ray must not swap
+# 127.0.0.1 for the machine's address) and demands its token (its path is set once the head
+# is up, in `ray_cluster`)
+os.environ |= {LOOPBACK_ENV: "0", AUTH_MODE_ENV: "token"}
 
 
 def name_on_main(service: str, version: str | None) -> None:
@@ -90,9 +96,14 @@ def ray_cluster(repo: Path) -> Iterator[str]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         was_running = stack.ray_status(settings).healthy
         assert stack.ray_up(settings, timeout_s=180).healthy
+        use_in_this_process(settings)  # the head's token, for Ray's clients started from here
         yield settings.dashboard_url
         # a graceful delete: replicas flush their inference logs in __del__
-        httpx.delete(f"{settings.dashboard_url}/api/serve/applications/", timeout=120)
+        httpx.delete(
+            f"{settings.dashboard_url}/api/serve/applications/",
+            headers=auth_headers(settings),
+            timeout=120,
+        )
         if not was_running:
             stack.ray_down(settings)
 

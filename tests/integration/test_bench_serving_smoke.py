@@ -98,7 +98,7 @@ def test_report_states_what_request_telemetry_costs():
     text = "\n".join(
         report_lines({"on": [run(2_850.0), run(2_870.0)], "off": [run(2_950.0), run(2_990.0)]})
     )
-    assert "| on | 2 | 2860 | 5.00 | 12.00 | 0.70 |" in text
+    assert "| on | 2 | 2860 | 2850-2870 | 5.00 | 12.00 | 0.70 |" in text
     assert "| off | 2 | 2970 |" in text
     assert "cost 3.7% of the requests/s" in text
     assert report_lines(None) == []  # results of runs before the A/B existed

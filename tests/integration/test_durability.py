@@ -26,7 +26,7 @@ from tests.load import Background, FeedbackSender, Load, log_completeness, predi
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 SERVICE = "fraud-detection"
-BATCH_ROWS = 10_000  # fewer than the 20,000 that start a flush: answered rows wait for the next
+BATCH_ROWS = 5_000  # 5x a real-time request's limit; a quarter of the rows that start a flush
 
 
 class BatchLoad(Background):
@@ -68,7 +68,7 @@ def wait_for(condition: object, timeout_s: float) -> bool:
     while time.monotonic() < deadline:
         if condition():  # type: ignore[operator]
             return True
-        time.sleep(0.1)
+        time.sleep(0.01)
     return False
 
 
@@ -80,8 +80,7 @@ def test_batch_replica_killed_during_a_large_batch_loses_no_answered_row(served)
         assert victim is not None
         answers = load.answers
         assert wait_for(lambda: load.answers > answers, 60)  # the next one is now in flight
-        time.sleep(0.2)
-        os.kill(victim[1], signal.SIGKILL)
+        os.kill(victim[1], signal.SIGKILL)  # its predecessor's rows were appended just now
         answers_at_kill = load.answers
         replaced = wait_for(lambda: (batch_replica(SERVICE) or victim)[0] != victim[0], 90)
         assert wait_for(lambda: load.answers > answers_at_kill + 1, 90), "/batch never recovered"

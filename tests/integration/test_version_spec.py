@@ -17,6 +17,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from services.ray_access import auth_headers
 from services.registry import PREVIOUS, PRODUCTION
 from services.settings import get_settings
 from services.spec import load_spec
@@ -47,7 +48,12 @@ def with_new_category(body: dict[str, Any]) -> dict[str, Any]:
 
 def rebuild_applications(timeout_s: float = 120.0) -> None:
     """Every application deleted (and gone) and deployed again from the unchanged manifest."""
-    response = httpx.delete(f"{get_settings().dashboard_url}/api/serve/applications/", timeout=120)
+    settings = get_settings()
+    response = httpx.delete(
+        f"{settings.dashboard_url}/api/serve/applications/",
+        headers=auth_headers(settings),
+        timeout=120,
+    )
     response.raise_for_status()
     deadline = time.monotonic() + timeout_s
     while applications() and time.monotonic() < deadline:

@@ -50,8 +50,24 @@ def test_the_report_gives_each_levels_cost_against_memory_and_the_targets():
         "fsync": [run(r, 30.0) for r in (800, 810, 790)],
     }
     text = "\n".join(durability_ab.report_lines(cost))
-    assert "| os | 3 | 980 |" in text
+    assert "| os | 3 | 980 | 700-985 |" in text
     assert "`os` against `memory` at 16 connections: 2.0% fewer requests/s, p99 1.05x" in text
-    assert "1.1x: met" in text.split("`os`")[1].split("\n")[0]
+    faster = {**cost, "os": [run(r, 19.0) for r in (1_100, 1_120, 1_090)]}
+    assert "10.0% more requests/s" in "\n".join(durability_ab.report_lines(faster))
+    assert "1.1x: met" in text.split("`os` against")[1].split("\n")[0]
     assert "`fsync` against `memory` at 16 connections: 20.0% fewer requests/s, p99 1.50x" in text
     assert "missed" in text.split("`fsync` against")[1].split("\n")[0]
+
+
+def test_the_in_process_append_cost_is_measured_per_level_and_reported_against_a_request():
+    appends = durability_ab.append_cost_us(durability_ab.logged_row({"amount": 3.5}), 200)
+    assert set(appends) == {"memory", "fsync", "os"}
+    assert 0 < appends["memory"] < appends["os"] < appends["fsync"]  # a write, then a disk wait
+
+    def run(rate: float) -> dict:
+        return {"requests_per_s": rate, "p50_ms": 5.0, "p99_ms": 20.0, "cpu_ms_per_request": 1.0}
+
+    cost = {level: [run(1_000)] for level in ("memory", "os", "fsync")}
+    figures = {"memory": 0.5, "os": 4.5, "fsync": 150.0}
+    text = "\n".join(durability_ab.report_lines(cost, figures))
+    assert "the write-ahead step of `os` adds 4.0 µs, 0.4% of the 1000 µs of CPU" in text

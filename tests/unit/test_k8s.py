@@ -48,6 +48,7 @@ def test_the_rendered_document_is_a_kuberay_rayservice(serving_two: Path):
     assert document["metadata"]["name"] == "mlops-serving"
     cluster = document["spec"]["rayClusterConfig"]
     assert cluster["rayVersion"] == version("ray")
+    assert cluster["authOptions"] == {"mode": "token"}  # KubeRay turns Ray's token auth on
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # no replicas on it
     (workers,) = cluster["workerGroupSpecs"]
     assert workers["groupName"] and workers["minReplicas"] <= workers["replicas"]

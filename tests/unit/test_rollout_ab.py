@@ -92,10 +92,10 @@ def test_the_candidate_is_the_newest_other_registered_version():
 def test_report_states_what_a_rollout_costs():
     text = "\n".join(report_lines(COST))
     assert "## What a rollout costs" in text
-    assert "| traffic | rounds | requests/s | p50 ms | p99 ms | CPU ms/request |" in text
-    assert "| no rollout | 2 | 3000 | 5.00 | 10.00 | 0.70 |" in text
-    assert "| shadow 100% | 2 | 1800 | 5.00 | 16.00 | 0.70 |" in text
-    assert "| canary 10% | 2 | 2900 | 5.00 | 11.00 | 0.70 |" in text
+    assert "| traffic | rounds | requests/s | min-max | p50 ms | p99 ms | CPU ms/request |" in text
+    assert "| no rollout | 2 | 3000 | 2900-3100 | 5.00 | 10.00 | 0.70 |" in text
+    assert "| shadow 100% | 2 | 1800 | 1700-1900 | 5.00 | 16.00 | 0.70 |" in text
+    assert "| canary 10% | 2 | 2900 | 2850-2950 | 5.00 | 11.00 | 0.70 |" in text
     assert "- shadow 100%: 0.60x the requests/s and 1.60x the p99 of no rollout." in text
     assert "- canary 10%: 0.97x the requests/s and 1.10x the p99 of no rollout." in text
     assert "the candidate scores the same body on the same replica after the response" in text

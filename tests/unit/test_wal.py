@@ -221,3 +221,25 @@ def test_mlops_log_recover_says_what_failed_without_a_traceback(tmp_path, monkey
     assert result.exit_code == 1
     assert "nothing is lost" in result.output and "Traceback" not in result.output
     assert any((tmp_path / "wal").glob("*/*/*/*.wal"))  # kept for the next try
+
+
+def test_a_failed_append_is_cut_off_so_later_frames_stay_readable(tmp_path, monkeypatch):
+    root, uri = tmp_path / "wal", str(tmp_path / "log")
+    files = SegmentFiles(root, uri, SERVICE, PREDICTIONS_KIND, "predict-a")
+    files.append(rows_frame(rows(1)), sync=False)
+    real_write, calls = os.write, []
+
+    def disk_full_half_way(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            real_write(fd, bytes(data[:10]))  # part of the frame reached the file
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", disk_full_half_way)
+    with pytest.raises(OSError, match="No space"):
+        files.append(rows_frame(rows(1, start=1)), sync=False)
+    files.append(rows_frame(rows(1, start=2)), sync=False)  # acknowledged after the failure
+    monkeypatch.undo()
+    files.close(committed=False)
+    assert recover(root).rows == 2 and logged(uri) == ["r0", "r2"]
