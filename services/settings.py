@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Literal, cast, get_args
 
 PACKAGE_REPO = Path(__file__).resolve().parent.parent  # the checkout this package lives in
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own name for its tracking server
+INFERENCE_LOG_URI_ENV = "MLOPS_INFERENCE_LOG_URI"  # any fsspec URI (s3://... in production)
 # "0" turns the replicas' request records and metrics off: for the benchmark's A/B only
 REQUEST_TELEMETRY_ENV = "MLOPS_REQUEST_TELEMETRY"
 # the node-local folder of the inference log's write-ahead files (default <MLOPS_HOME>/wal)
@@ -73,10 +75,10 @@ def get_settings() -> Settings:
     home = Path(env.get("MLOPS_HOME", repo_root() / ".mlops")).resolve()
     return Settings(
         home=home,
-        tracking_uri=env.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+        tracking_uri=env.get(TRACKING_URI_ENV, "http://127.0.0.1:5000"),
         ray_address=env.get("RAY_ADDRESS", "127.0.0.1:6379"),
         serve_url=env.get("MLOPS_SERVE_URL", "http://127.0.0.1:8000").rstrip("/"),
-        inference_log_uri=env.get("MLOPS_INFERENCE_LOG_URI", str(home / "inference-log")),
+        inference_log_uri=env.get(INFERENCE_LOG_URI_ENV, str(home / "inference-log")),
         dashboard_url=env.get("MLOPS_DASHBOARD_URL", "http://127.0.0.1:8265"),
         metrics_port=int(env.get("MLOPS_METRICS_PORT", "8080")),
         request_telemetry=env.get(REQUEST_TELEMETRY_ENV, "1") != "0",

@@ -8,6 +8,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -83,12 +84,14 @@ class ProductionStack:
 
 
 def listening_sockets(processes: list[psutil.Process]) -> list[tuple[int, str, int]]:
-    """(pid, address, port) of every TCP socket these processes listen on."""
+    """(pid, address, port) of every TCP socket these processes listen on and every UDP
+    socket they bound."""
     pids = {p.pid for p in processes}
     return [
         (c.pid, c.laddr.ip, c.laddr.port)
         for c in psutil.net_connections(kind="inet")
-        if c.status == psutil.CONN_LISTEN and c.pid in pids
+        if c.pid in pids
+        and (c.status == psutil.CONN_LISTEN or (c.type == socket.SOCK_DGRAM and c.laddr))
     ]
 
 

@@ -29,32 +29,31 @@ from mlops.production.secrets import (
     load_secrets,
     write_private,
 )
-from services.settings import get_settings
+from services.settings import INFERENCE_LOG_URI_ENV, TRACKING_URI_ENV, get_settings
 
 log = logging.getLogger(__name__)
 
 TRACKING_USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 TRACKING_PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
-S3_ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # boto3, s3fs (the inference log) and DVC's S3 remote
-INFERENCE_LOG_ENV = "MLOPS_INFERENCE_LOG_URI"
+AWS_ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # boto3, s3fs (the inference log) and DVC's S3 remote
 
 
 def layout() -> Layout:
     return Layout.of(get_settings().home)
 
 
-def client_env(layout: Layout) -> dict[str, str]:
+def client_env(where: Layout) -> dict[str, str]:
     """What a client of the running profile needs in its environment (as admin)."""
-    secrets, known = load_secrets(layout), ports(layout)
+    secrets, known = load_secrets(where), ports(where)
     return {
-        "MLFLOW_TRACKING_URI": mlflow_server.url(known),
+        TRACKING_URI_ENV: mlflow_server.url(known),
         TRACKING_USERNAME_ENV: secrets.admin_username,
         TRACKING_PASSWORD_ENV: secrets.admin_password,
         S3_ACCESS_KEY_ENV: secrets.s3_access_key,
         S3_SECRET_KEY_ENV: secrets.s3_secret_key,
-        S3_ENDPOINT_ENV: seaweedfs.endpoint(known),
+        AWS_ENDPOINT_ENV: seaweedfs.endpoint(known),
         mlflow_server.S3_ENDPOINT_ENV: seaweedfs.endpoint(known),
-        INFERENCE_LOG_ENV: INFERENCE_LOG_URI,
+        INFERENCE_LOG_URI_ENV: INFERENCE_LOG_URI,
     }
 
 
@@ -66,7 +65,7 @@ COMPONENTS = {
 }
 
 
-def _statuses(layout: Layout, known: dict[str, int], secrets: Secrets) -> list[ComponentStatus]:
+def _statuses(known: dict[str, int], secrets: Secrets) -> list[ComponentStatus]:
     """The components' statuses, in the order of COMPONENTS."""
     return [
         postgres.status(known[POSTGRES], secrets),
@@ -80,7 +79,7 @@ def up(timeout_s: float = 120.0) -> list[ComponentStatus]:
     where = layout()
     where.make()
     secrets = load_secrets(where)
-    current = _statuses(where, ports(where), secrets)
+    current = _statuses(ports(where), secrets)
     starting = [name for name, c in zip(COMPONENTS, current, strict=True) if not c.healthy]
     known = ports(where, fresh=fresh_ports(where, starting))
     if POSTGRES in starting:
@@ -95,7 +94,7 @@ def up(timeout_s: float = 120.0) -> list[ComponentStatus]:
         _wait(lambda: mlflow_server.status(known).healthy, where, MLFLOW, timeout_s)
     write_private(where.client_env, client_env(where))
     log.info("client environment (source it to use the profile): %s", where.client_env)
-    return _statuses(where, known, secrets)
+    return _statuses(known, secrets)
 
 
 def fresh_ports(where: Layout, starting: list[str]) -> tuple[str, ...]:
@@ -127,4 +126,4 @@ def status() -> list[ComponentStatus]:
     where = layout()
     if not where.ports_file.exists():
         return [ComponentStatus(name, False, "never started", True) for name in COMPONENTS.values()]
-    return _statuses(where, ports(where), load_secrets(where))
+    return _statuses(ports(where), load_secrets(where))

@@ -23,6 +23,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from mlops.production.profile import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV
+from services.settings import TRACKING_URI_ENV
 from tests.figures import record_figure
 from tests.production import ProductionStack
 
@@ -108,7 +110,7 @@ def client_env(production: ProductionStack) -> Iterator[dict[str, str]]:
     restored afterwards (`set_tracking_uri(None)` would unset MLFLOW_TRACKING_URI)."""
     previous = mlflow.get_tracking_uri()
     with production.as_client() as env:
-        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        mlflow.set_tracking_uri(env[TRACKING_URI_ENV])
         yield env
     mlflow.set_tracking_uri(previous)
 
@@ -198,8 +200,8 @@ def test_the_basic_auth_app_refuses_bad_credentials_and_a_reader_moving_an_alias
     item = "Production profile: MLflow basic-auth"
     from mlflow.server import get_app_client
 
-    uri = client_env["MLFLOW_TRACKING_URI"]
-    admin = (client_env["MLFLOW_TRACKING_USERNAME"], client_env["MLFLOW_TRACKING_PASSWORD"])
+    uri = client_env[TRACKING_URI_ENV]
+    admin = (client_env[TRACKING_USERNAME_ENV], client_env[TRACKING_PASSWORD_ENV])
     reader = ("reader", secrets.token_urlsafe(16))
     users = get_app_client("basic-auth", tracking_uri=uri)
     users.create_user(*reader)

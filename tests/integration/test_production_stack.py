@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from mlops.processes import alive
 from mlops.production.layout import S3, WEED_PORT_FLAGS
+from services.settings import TRACKING_URI_ENV
 from tests.figures import record_figure
 from tests.production import PIDS, is_loopback, listening_sockets
 
@@ -55,7 +56,7 @@ def test_up_is_idempotent_status_names_each_component_down_stops_what_up_started
 
     model = "lifecycle-kept"
     with production.as_client() as env:
-        client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+        client = MlflowClient(env[TRACKING_URI_ENV])
         client.create_registered_model(model)
         servers = [p for found in production.processes().values() for p in found]
         ports = {port for _, _, port in listening_sockets(servers)}

@@ -30,7 +30,7 @@ from mlops.production.layout import (
     ports,
 )
 from mlops.production.profile import fresh_ports
-from mlops.production.secrets import GENERATED, load_secrets, read_env_file
+from mlops.production.secrets import ADMIN_PASSWORD_ENV, GENERATED, load_secrets, read_env_file
 from mlops.sandbox import EPHEMERAL_RANGE
 
 pytestmark = pytest.mark.unit
@@ -80,10 +80,10 @@ def test_secrets_are_generated_once_private_and_the_environment_wins_unwritten(l
     assert stat.S_IMODE(layout.secrets.stat().st_mode) == 0o600
     assert load_secrets(layout) == first
     assert len({first.postgres_password, first.admin_password, first.s3_secret_key}) == 3
-    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "from-the-environment")
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, "from-the-environment")
     assert load_secrets(layout).admin_password == "from-the-environment"
     assert "from-the-environment" not in layout.secrets.read_text()
-    assert read_env_file(layout.secrets)["MLFLOW_AUTH_ADMIN_PASSWORD"] == first.admin_password
+    assert read_env_file(layout.secrets)[ADMIN_PASSWORD_ENV] == first.admin_password
 
 
 def test_postgresql_s_user_must_reach_the_cluster_folder():
