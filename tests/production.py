@@ -27,6 +27,9 @@ from services.settings import tool
 PIDS = tuple(COMPONENTS.values())  # the pid files `up` writes, one a server
 
 
+REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
+
+
 @dataclass(frozen=True)
 class ProductionStack:
     home: Path
@@ -53,6 +56,9 @@ class ProductionStack:
         yields the whole environment, for client subprocesses."""
         env = self.client_env()
         with pytest.MonkeyPatch.context() as patch:
+            # MLflow's set_registry_uri (services.registry.connect) exports the registry it
+            # names: unset, the registry is the tracking server of client.env
+            patch.delenv(REGISTRY_URI_ENV, raising=False)
             for key, value in env.items():
                 patch.setenv(key, value)
             yield dict(os.environ)

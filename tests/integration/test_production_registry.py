@@ -106,13 +106,15 @@ class PyfuncIdentity(mlflow.pyfunc.PythonModel):
 
 @pytest.fixture(scope="module")
 def client_env(production: ProductionStack) -> Iterator[dict[str, str]]:
-    """This module signs in as the profile's admin; the tracking URI the other tests use is
-    restored afterwards (`set_tracking_uri(None)` would unset MLFLOW_TRACKING_URI)."""
-    previous = mlflow.get_tracking_uri()
+    """This module signs in as the profile's admin; the tracking and registry URIs the other
+    tests use are restored afterwards (`set_tracking_uri(None)` would unset the variable)."""
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     with production.as_client() as env:
         mlflow.set_tracking_uri(env[TRACKING_URI_ENV])
+        mlflow.set_registry_uri(env[TRACKING_URI_ENV])
         yield env
-    mlflow.set_tracking_uri(previous)
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
 
 
 @pytest.fixture(scope="module")
