@@ -47,10 +47,17 @@ def copied_sources(dockerfile: str) -> list[str]:
     return sources
 
 
+# Service specs shape the next version, not the running one (a served version carries the
+# spec it was trained with): the image leaves them out (.dockerignore), so a pull request that
+# changes a model's params does not change the image or the RayService that names it.
+SERVICE_SPEC = re.compile(r"services/[^/]+/service\.yaml")
+
+
 def inputs(root: Path = PACKAGE_REPO) -> list[str]:
     """The files of `root` that go into the image or shape what goes in, sorted."""
     dockerfile = (root / DOCKERFILE).read_text()
-    return working_files(root, DOCKERFILE, DOCKERIGNORE, *copied_sources(dockerfile))
+    files = working_files(root, DOCKERFILE, DOCKERIGNORE, *copied_sources(dockerfile))
+    return [name for name in files if not SERVICE_SPEC.fullmatch(name)]
 
 
 def image_tag(root: Path = PACKAGE_REPO) -> str:

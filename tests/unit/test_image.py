@@ -172,3 +172,17 @@ def test_dockerignore_keeps_local_state_out_and_the_copied_files_in():
     assert {".git", ".venv", ".mlops", "data"} <= set(patterns)
     for source in copied_sources(dockerfile()):
         assert not any(p == source or source.startswith(f"{p}/") for p in patterns), source
+
+
+def test_a_service_spec_is_not_an_input_of_the_image(project: Path):
+    (project / "infra" / "k8s" / "Dockerfile").write_text(
+        "FROM python:3.11-slim\nCOPY pkg/ pkg/\nCOPY services/ services/\n"
+    )
+    (project / "services" / "fraud").mkdir(parents=True)
+    (project / "services" / "fraud" / "service.yaml").write_text("model: {max_depth: 4}\n")
+    (project / "services" / "spec.py").write_text("")
+    before = image_tag(project)
+    (project / "services" / "fraud" / "service.yaml").write_text("model: {max_depth: 5}\n")
+    assert image_tag(project) == before  # a pull request changing a model's params
+    (project / "services" / "spec.py").write_text("x = 1\n")
+    assert image_tag(project) != before
