@@ -22,12 +22,11 @@ from mlops.processes import (
     stop_server,
     wait_until,
 )
-from services.ray_access import client_env, ensure_token
+from services.ray_access import LOOPBACK_HOSTS, client_env, ensure_token
 from services.settings import PACKAGE_REPO, Settings, StackProfile, get_settings, tool
 from serving.k8s import SERVING_ENV, THROUGHPUT_ENV
 
 log = logging.getLogger(__name__)
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
 HAPROXY_STATE_DIR = "/tmp/haproxy-serve/"  # Ray Serve's default HAProxy config folder
 # Ray Serve 2.60 binds HAProxy's stats and Prometheus frontends to every interface, with no
 # setting for the host: the local stack starts haproxy through this wrapper, which rewrites
@@ -44,7 +43,7 @@ LOCAL_NODE_IP = "127.0.0.1"
 
 
 def _is_local(host_port: str) -> bool:
-    return any(h in host_port for h in LOCAL_HOSTS)
+    return any(h in host_port for h in LOOPBACK_HOSTS)
 
 
 # --- MLflow -------------------------------------------------------------------------------

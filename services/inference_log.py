@@ -126,7 +126,7 @@ def commit_part(
     """Write `rows` as the part `name` unless it is already there; returns its URI.
 
     Exactly once for a given name and rows, however often it is retried: the part's folder
-    (the day of its first timestamp) depends on the rows alone, a part already committed is
+    (the day of its earliest timestamp) depends on the rows alone, a part already committed is
     left as it is, and one is committed by a rename of a finished temporary file (a copy in
     one request on object stores), so readers, who list `*.parquet`, never see a partial part.
     """

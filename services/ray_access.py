@@ -60,14 +60,11 @@ def token(settings: Settings) -> str | None:
 def client_env(settings: Settings) -> dict[str, str]:
     """Environment for a Ray process or client of the cluster: token authentication when a
     token is known, and the loopback setting for a local head."""
-    env: dict[str, str] = {}
-    if os.environ.get(TOKEN_ENV) or token_path(settings).exists():
-        env |= {AUTH_MODE_ENV: "token"}
-        if not os.environ.get(TOKEN_ENV):
-            env |= {TOKEN_PATH_ENV: str(token_path(settings))}
-    if is_local(settings.ray_address):
-        env |= {LOOPBACK_ENV: "0"}
-    return env
+    env = {LOOPBACK_ENV: "0"} if is_local(settings.ray_address) else {}
+    if os.environ.get(TOKEN_ENV):
+        return env | {AUTH_MODE_ENV: "token"}
+    path = token_path(settings)
+    return env | ({AUTH_MODE_ENV: "token", TOKEN_PATH_ENV: str(path)} if path.exists() else {})
 
 
 def use_in_this_process(settings: Settings) -> None:

@@ -14,9 +14,11 @@ from pydantic import ValidationError
 
 from services.ray_access import TOKEN_ENV, TOKEN_PATH_ENV, auth_headers, token_path
 from services.settings import (
+    INFERENCE_LOG_URI_ENV,
     LOG_DURABILITY_ENV,
     LOG_WAL_DIR_ENV,
     REQUEST_TELEMETRY_ENV,
+    TRACKING_URI_ENV,
     get_settings,
 )
 from serving.manifest import deployable, load
@@ -25,10 +27,10 @@ if TYPE_CHECKING:  # Ray's schema module imports Ray: read at run time, inside f
     from ray.serve.schema import ApplicationDetails, DeploymentDetails
 
 RUNTIME_ENV_VARS = (
-    "MLFLOW_TRACKING_URI",
+    TRACKING_URI_ENV,
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
-    "MLOPS_INFERENCE_LOG_URI",
+    INFERENCE_LOG_URI_ENV,
     "MLOPS_API_KEY",
     REQUEST_TELEMETRY_ENV,
 )
@@ -76,6 +78,9 @@ def _api(path: str = "") -> str:
     return f"{get_settings().dashboard_url}/api/serve/applications/{path}"
 
 
+REFUSED = (401, 403)  # Ray's token authentication: no token, a wrong token
+
+
 def _auth() -> dict[str, str]:
     return auth_headers(get_settings())
 
@@ -87,9 +92,6 @@ def _unreachable(exc: httpx.HTTPError) -> DeployError:
         f"Ray dashboard {get_settings().dashboard_url} is not reachable "
         f"({exc}); start it with `mlops stack up` or set RAY_ADDRESS"
     )
-
-
-REFUSED = (401, 403)  # Ray's token authentication: no token, a wrong token
 
 
 def _refused(response: httpx.Response) -> DeployError:
@@ -105,8 +107,8 @@ def runtime_env_vars() -> dict[str, str]:
     """What replicas must know of the deployer's environment (not committed in the manifest)."""
     settings = get_settings()
     values = {
-        "MLFLOW_TRACKING_URI": settings.tracking_uri,
-        "MLOPS_INFERENCE_LOG_URI": settings.inference_log_uri,
+        TRACKING_URI_ENV: settings.tracking_uri,
+        INFERENCE_LOG_URI_ENV: settings.inference_log_uri,
         LOG_WAL_DIR_ENV: str(settings.log_wal_dir),
         LOG_DURABILITY_ENV: settings.log_durability,
     }

@@ -4,11 +4,9 @@ temporary MLOPS_HOME, run through the CLI as a user would, and what its clients 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -87,22 +85,6 @@ class ProductionStack:
                 server = psutil.Process(int(self.layout.pid(name).read_text()))
                 found[name] = [server, *server.children(recursive=True)]
         return found
-
-
-def listening_sockets(processes: list[psutil.Process]) -> list[tuple[int, str, int]]:
-    """(pid, address, port) of every TCP socket these processes listen on and every UDP
-    socket they bound."""
-    pids = {p.pid for p in processes}
-    return [
-        (c.pid, c.laddr.ip, c.laddr.port)
-        for c in psutil.net_connections(kind="inet")
-        if c.pid in pids
-        and (c.status == psutil.CONN_LISTEN or (c.type == socket.SOCK_DGRAM and c.laddr))
-    ]
-
-
-def is_loopback(address: str) -> bool:
-    return ipaddress.ip_address(address.split("%")[0]).is_loopback
 
 
 @contextlib.contextmanager

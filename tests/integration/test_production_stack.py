@@ -14,7 +14,8 @@ from mlops.processes import alive
 from mlops.production.layout import S3, WEED_PORT_FLAGS
 from services.settings import TRACKING_URI_ENV
 from tests.figures import record_figure
-from tests.production import PIDS, is_loopback, listening_sockets
+from tests.production import PIDS
+from tests.sockets import is_loopback, listening_sockets
 
 pytestmark = pytest.mark.integration
 COMPONENTS = ("postgresql", "seaweedfs", "mlflow")

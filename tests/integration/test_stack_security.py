@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,6 +18,7 @@ import ray
 from services.ray_access import AUTH_MODE_ENV, LOOPBACK_ENV, auth_headers
 from services.settings import get_settings
 from tests.figures import record_figure
+from tests.sockets import is_loopback, listening_sockets
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 ITEM = "Nobody gets into the local stack"
@@ -49,24 +50,13 @@ def stack_processes() -> list[psutil.Process]:
 
 
 def listening() -> list[tuple[str, str, int]]:
-    """(process title, address, port) of every listening TCP socket of the stack."""
-    sockets = []
-    for process in stack_processes():
-        try:
-            title = " ".join(process.cmdline())[:60]
-            for connection in process.net_connections(kind="tcp"):
-                if connection.status == psutil.CONN_LISTEN:
-                    sockets.append((title, connection.laddr.ip, connection.laddr.port))
-        except psutil.Error:
-            continue
-    return sockets
-
-
-def is_loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return ip.is_loopback or (
-        ip.version == 6 and bool(ip.ipv4_mapped and ip.ipv4_mapped.is_loopback)
-    )
+    """(process title, address, port) of every listening socket of the stack."""
+    processes = stack_processes()
+    titles = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            titles[process.pid] = " ".join(process.cmdline())[:60]
+    return [(titles.get(pid, ""), ip, port) for pid, ip, port in listening_sockets(processes)]
 
 
 def grpc_status(port: int, metadata: list[tuple[str, str]]) -> grpc.StatusCode:
@@ -139,9 +129,7 @@ CONNECT = "import sys, ray; ray.init(address=sys.argv[1]); print('connected', fl
 def connect(address: str, with_token: bool, home: Path) -> subprocess.CompletedProcess[str]:
     """`ray.init(address)` in a fresh process, given the token's settings or none of Ray's
     (and a home without Ray's default token file)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-    if with_token:
-        env = os.environ.copy()
+    env = {k: v for k, v in os.environ.items() if with_token or not k.startswith("RAY_AUTH")}
     env |= {"HOME": str(home), LOOPBACK_ENV: "0"}
     try:
         return subprocess.run(
