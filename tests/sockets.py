@@ -9,13 +9,15 @@ import socket
 import psutil
 
 
-def listening_sockets(processes: list[psutil.Process]) -> list[tuple[int, str, int]]:
-    """(pid, address, port) of every TCP socket these processes listen on and every UDP
-    socket they bound."""
+def listening_sockets(
+    processes: list[psutil.Process], kind: str = "inet"
+) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every TCP socket these processes listen on and, unless `kind`
+    is "tcp", every UDP socket they bound."""
     pids = {p.pid for p in processes}
     return [
         (c.pid, c.laddr.ip, c.laddr.port)
-        for c in psutil.net_connections(kind="inet")
+        for c in psutil.net_connections(kind=kind)
         if c.pid in pids
         and (c.status == psutil.CONN_LISTEN or (c.type == socket.SOCK_DGRAM and c.laddr))
     ]

@@ -50,13 +50,16 @@ def stack_processes() -> list[psutil.Process]:
 
 
 def listening() -> list[tuple[str, str, int]]:
-    """(process title, address, port) of every listening socket of the stack."""
+    """(process title, address, port) of every listening TCP socket of the stack (haproxy's
+    UDP sockets send its logs to Serve's manager; they take no connection)."""
     processes = stack_processes()
     titles = {}
     for process in processes:
         with contextlib.suppress(psutil.Error):
             titles[process.pid] = " ".join(process.cmdline())[:60]
-    return [(titles.get(pid, ""), ip, port) for pid, ip, port in listening_sockets(processes)]
+    return [
+        (titles.get(pid, ""), ip, port) for pid, ip, port in listening_sockets(processes, "tcp")
+    ]
 
 
 def grpc_status(port: int, metadata: list[tuple[str, str]]) -> grpc.StatusCode:

@@ -46,8 +46,17 @@ def with_new_category(body: dict[str, Any]) -> dict[str, Any]:
     return {"records": [first]}
 
 
+def serve_controller_alive() -> bool:
+    from ray.util.state import list_actors
+
+    alive = [("class_name", "=", "ServeController"), ("state", "=", "ALIVE")]
+    return bool(list_actors(address=get_settings().dashboard_url, filters=alive))
+
+
 def rebuild_applications(timeout_s: float = 120.0) -> None:
-    """Every application deleted (and gone) and deployed again from the unchanged manifest."""
+    """Every application deleted (and Serve's controller gone: the DELETE answers before it
+    has exited when the graceful shutdown outlasts Ray's 30 s) and deployed again from the
+    unchanged manifest."""
     settings = get_settings()
     response = httpx.delete(
         f"{settings.dashboard_url}/api/serve/applications/",
@@ -56,9 +65,10 @@ def rebuild_applications(timeout_s: float = 120.0) -> None:
     )
     response.raise_for_status()
     deadline = time.monotonic() + timeout_s
-    while applications() and time.monotonic() < deadline:
+    while (applications() or serve_controller_alive()) and time.monotonic() < deadline:
         time.sleep(1)
     assert not applications(), "the applications were not deleted"
+    assert not serve_controller_alive(), "Serve's controller outlived the shutdown"
     deploy(manifest_path())
 
 
