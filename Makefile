@@ -42,8 +42,10 @@ data: $(BIN)/mlops ## training snapshots for `dvc repro`: present, pulled, or th
 	@$(BIN)/mlops data init \
 	  || echo "warning: training data incomplete (see above): do what the error says, then \`mlops data init\`, before \`dvc repro\`"
 
-demo: install ## the whole loop on embedded defaults
-	$(BIN)/mlops demo
+PROFILE ?= embedded
+
+demo: install ## the whole loop on the local stack (PROFILE=production: PostgreSQL, S3, 3 Ray nodes)
+	$(BIN)/mlops demo --profile $(PROFILE)
 
 test: install ## the whole test suite (starts its own MLflow server and Ray cluster)
 	$(BIN)/pytest

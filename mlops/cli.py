@@ -84,7 +84,9 @@ def _print_status(components: list[Any]) -> None:
 
 @stack_app.command("up")
 def stack_up(
-    ray: Annotated[bool, typer.Option(help="Also start the Ray head (embedded profile).")] = True,
+    ray: Annotated[
+        bool, typer.Option(help="Also start Ray: the head (and worker nodes, production).")
+    ] = True,
     profile: ProfileOption = Profile.embedded,  # type: ignore[attr-defined]
 ) -> None:
     """Start the stack's servers that are down; wait until healthy; print the URLs."""
@@ -94,20 +96,26 @@ def stack_up(
 
 
 @stack_app.command("down")
-def stack_down(profile: ProfileOption = Profile.embedded) -> None:  # type: ignore[attr-defined]
+def stack_down(
+    ray: Annotated[bool, typer.Option(help="Also stop Ray.")] = True,
+    profile: ProfileOption = Profile.embedded,  # type: ignore[attr-defined]
+) -> None:
     """Stop what `stack up` started."""
     from mlops import stack
 
-    stack.down(profile.value)
+    stack.down(profile.value, with_ray=ray)
     console.print("stack stopped")
 
 
 @stack_app.command("status")
-def stack_status(profile: ProfileOption = Profile.embedded) -> None:  # type: ignore[attr-defined]
+def stack_status(
+    ray: Annotated[bool, typer.Option(help="Also show Ray.")] = True,
+    profile: ProfileOption = Profile.embedded,  # type: ignore[attr-defined]
+) -> None:
     """Show whether each server of the stack is up; exit 1 if any is down."""
     from mlops import stack
 
-    components = stack.status(profile.value)
+    components = stack.status(profile.value, with_ray=ray)
     _print_status(components)
     if not all(c.healthy for c in components):
         raise typer.Exit(1)
@@ -224,8 +232,8 @@ for area in (serving, rollout, monitoring, gitops):
 
 
 @app.command()
-def demo() -> None:
-    """The whole loop on embedded defaults: train, promote, serve, drift, retrain PR, v2."""
+def demo(profile: ProfileOption = Profile.embedded) -> None:  # type: ignore[attr-defined]
+    """The whole loop on a local stack: train, promote, serve, drift, retrain PR, v2."""
     from mlops.demo import run_demo
 
-    run_guarded(run_demo)
+    run_guarded(lambda: run_demo(profile.value))

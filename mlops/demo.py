@@ -1,4 +1,7 @@
-"""`mlops demo`: the whole loop on embedded defaults, step by step, ending in a summary.
+"""`mlops demo`: the whole loop on a local stack, step by step, ending in a summary.
+
+On embedded defaults, or with `--profile production` on PostgreSQL, S3 and a Ray cluster of
+several nodes (this process a client of the profile, the DVC remote a bucket of its S3 store).
 
 stack up -> dvc repro (v1 of every service) -> promote v1 -> healthy traffic -> drifted
 traffic to one service -> monitor opens a retrain pull request (local mode) -> the retrain
@@ -22,7 +25,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
-from services.settings import Settings, get_settings, repo_root, tool
+from services.settings import Settings, StackProfile, get_settings, repo_root, tool
 from services.spec import load_catalogue
 from serving.protocol import RECORDS
 
@@ -253,17 +256,30 @@ def summary(state: DemoState) -> None:
         console.print(line, markup=False, highlight=False)
 
 
-def run_demo() -> DemoState:
+def run_demo(profile: StackProfile = "embedded") -> DemoState:
     from mlops import stack
 
-    state = DemoState()
     repo = repo_root()
-    step("1. Local stack: MLflow server + Ray head")
-    for component in stack.up():
+    if profile == "embedded":
+        step("1. Local stack: MLflow server + Ray head")
+    else:
+        step("1. Production profile: PostgreSQL, S3, MLflow (basic auth), Ray head + workers")
+    for component in stack.up(profile=profile):
         console.print(f"{component.name}: {component.url} healthy={component.healthy}")
-    step("2. Training: dvc repro (every service)")
+    if profile == "embedded":
+        return run_loop(repo)
+    from mlops.production.profile import as_client
+
+    with as_client(repo):
+        return run_loop(repo)
+
+
+def run_loop(repo: Path) -> DemoState:
+    state = DemoState()
+    step("2. Training: dvc repro (every service), dvc push")
     run([tool("mlops"), "data", "init"], repo)
     run([tool("dvc"), "repro"], repo)
+    run([tool("dvc"), "push", "--quiet"], repo)
     step("3. Promote the newest version of every service")
     for service in load_catalogue():
         promote_latest(state, service)

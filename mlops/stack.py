@@ -199,7 +199,7 @@ def up(with_ray: bool = True, profile: StackProfile = "embedded") -> list[Compon
     if profile == "production":
         from mlops.production import profile as production
 
-        return production.up()
+        return production.up(with_ray)
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     started = [mlflow_up(settings)]
@@ -210,21 +210,24 @@ def up(with_ray: bool = True, profile: StackProfile = "embedded") -> list[Compon
     return started
 
 
-def down(profile: StackProfile = "embedded") -> None:
+def down(profile: StackProfile = "embedded", with_ray: bool = True) -> None:
     if profile == "production":
         from mlops.production import profile as production
 
-        return production.down()
+        return production.down(with_ray)
     settings = get_settings()
-    ray_down(settings)
+    if with_ray:
+        ray_down(settings)
     mlflow_down(settings)
 
 
-def status(profile: StackProfile = "embedded") -> list[ComponentStatus]:
+def status(profile: StackProfile = "embedded", with_ray: bool = True) -> list[ComponentStatus]:
     if profile == "production":
         from mlops.production import profile as production
 
-        return production.status()
+        return production.status(with_ray)
     settings = get_settings()
+    if not with_ray:
+        return [mlflow_status(settings)]
     ray = ray_status(settings)
     return [mlflow_status(settings), ray, *([metrics_status(settings)] if ray.managed else [])]

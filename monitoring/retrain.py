@@ -49,20 +49,23 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 
 def share_dvc_state(tree: Path, repo: Path) -> None:
-    """Point the worktree at the main checkout's DVC cache and local-path remotes.
+    """Point the worktree at the main checkout's DVC cache, remotes and default remote.
 
     Written as the worktree's `.dvc/config.local` (git-ignored): one `dvc config --list` in
-    the main checkout gives every setting with local paths already made absolute.
+    the main checkout gives every setting of every level (the checkout's own local config,
+    such as the production profile's S3 remote, included) with local paths made absolute.
     """
     settings = {}
     for line in dvc("config", "--list", cwd=repo).stdout.splitlines():
         key, _, value = line.strip().partition("=")
-        settings[key] = value
+        settings[key] = value  # later levels (local) override earlier ones (repo)
     cache = settings.get("cache.dir") or str(repo / ".dvc" / "cache")
     lines = ["[cache]", f"    dir = {cache}"]
+    if "core.remote" in settings:
+        lines += ["[core]", f"    remote = {settings['core.remote']}"]
     for key, url in settings.items():
         name = key.removeprefix("remote.").removesuffix(".url")
-        if key.startswith("remote.") and key.endswith(".url") and "://" not in url:
+        if key.startswith("remote.") and key.endswith(".url"):
             lines += [f"['remote \"{name}\"']", f"    url = {url}"]
     (tree / ".dvc" / "config.local").write_text("\n".join(lines) + "\n")
 

@@ -34,6 +34,17 @@ StackProfile = Literal["embedded", "production"]
 STACK_PROFILES: tuple[StackProfile, ...] = get_args(StackProfile)
 # Ports of the production profile's servers on 127.0.0.1; unset: free ports chosen by the
 # first `mlops stack up --profile production` and kept in <MLOPS_HOME>/production/ports.json
+# What a client of a production stack (and every replica) needs: MLflow's credentials, the S3
+# store's keys and endpoint (boto3, s3fs for the inference log, DVC's S3 remote; MLflow's own
+# variable for its artifact store)
+TRACKING_USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
+TRACKING_PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
+S3_ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
+S3_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+AWS_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+MLFLOW_S3_ENDPOINT_ENV = "MLFLOW_S3_ENDPOINT_URL"
+# worker nodes the production profile starts beside the local Ray head
+RAY_WORKER_NODES_ENV = "MLOPS_RAY_WORKER_NODES"
 POSTGRES_PORT_ENV = "MLOPS_POSTGRES_PORT"
 S3_PORT_ENV = "MLOPS_S3_PORT"
 PRODUCTION_MLFLOW_PORT_ENV = "MLOPS_PRODUCTION_MLFLOW_PORT"
@@ -55,6 +66,7 @@ class Settings:
     inference_log_uri: str
     dashboard_url: str
     metrics_port: int  # the local Ray head's Prometheus endpoint (loopback)
+    ray_worker_nodes: int  # beside the local head, in the production profile
     request_telemetry: bool  # request records and metrics in the replicas (off: benchmarking)
     log_wal_dir: Path  # node-local write-ahead files of the inference log
     log_durability: Durability
@@ -81,6 +93,7 @@ def get_settings() -> Settings:
         inference_log_uri=env.get(INFERENCE_LOG_URI_ENV, str(home / "inference-log")),
         dashboard_url=env.get("MLOPS_DASHBOARD_URL", "http://127.0.0.1:8265"),
         metrics_port=int(env.get("MLOPS_METRICS_PORT", "8080")),
+        ray_worker_nodes=int(env.get(RAY_WORKER_NODES_ENV, "2")),
         request_telemetry=env.get(REQUEST_TELEMETRY_ENV, "1") != "0",
         log_wal_dir=Path(env.get(LOG_WAL_DIR_ENV, home / "wal")).resolve(),
         log_durability=durability(env.get(LOG_DURABILITY_ENV, DEFAULT_DURABILITY)),

@@ -14,11 +14,17 @@ from pydantic import ValidationError
 
 from services.ray_access import TOKEN_ENV, TOKEN_PATH_ENV, auth_headers, token_path
 from services.settings import (
+    AWS_ENDPOINT_ENV,
     INFERENCE_LOG_URI_ENV,
     LOG_DURABILITY_ENV,
     LOG_WAL_DIR_ENV,
+    MLFLOW_S3_ENDPOINT_ENV,
     REQUEST_TELEMETRY_ENV,
+    S3_ACCESS_KEY_ENV,
+    S3_SECRET_KEY_ENV,
+    TRACKING_PASSWORD_ENV,
     TRACKING_URI_ENV,
+    TRACKING_USERNAME_ENV,
     get_settings,
 )
 from serving.manifest import deployable, load
@@ -28,9 +34,13 @@ if TYPE_CHECKING:  # Ray's schema module imports Ray: read at run time, inside f
 
 RUNTIME_ENV_VARS = (
     TRACKING_URI_ENV,
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
+    TRACKING_USERNAME_ENV,
+    TRACKING_PASSWORD_ENV,
     INFERENCE_LOG_URI_ENV,
+    S3_ACCESS_KEY_ENV,  # an inference log and artifacts on S3
+    S3_SECRET_KEY_ENV,
+    AWS_ENDPOINT_ENV,
+    MLFLOW_S3_ENDPOINT_ENV,
     "MLOPS_API_KEY",
     REQUEST_TELEMETRY_ENV,
 )

@@ -122,6 +122,8 @@ def serve_config_v2(manifest_file: Path) -> str:
     from ray.serve.schema import ServeDeploySchema  # imports Ray: only when rendering
 
     serve_config = deployable(load(manifest_file))
+    # a pod per node, each its own address: a proxy on every node, reachable by its Service
+    serve_config["proxy_location"] = "EveryNode"
     serve_config["http_options"] = {**serve_config.get("http_options", {}), "host": "0.0.0.0"}
     text = yaml.safe_dump(serve_config, sort_keys=False)
     try:

@@ -62,8 +62,9 @@ class ProductionStack:
             yield dict(os.environ)
 
     def stack(self, verb: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-        """`mlops stack <verb> --profile production`, output captured."""
-        command = [tool("mlops"), "stack", verb, "--profile", "production"]
+        """`mlops stack <verb> --profile production --no-ray`, output captured (the tests'
+        Ray cluster is the session's; test_node_failure.py runs the worker nodes)."""
+        command = [tool("mlops"), "stack", verb, "--profile", "production", "--no-ray"]
         return subprocess.run(
             command, env=self.cli_env(), capture_output=True, text=True, timeout=timeout_s
         )

@@ -15,11 +15,10 @@ from mlops.processes import ComponentStatus, http_ok, recorded_pid, start_server
 from mlops.production import postgres, seaweedfs
 from mlops.production.layout import ARTIFACTS_URI, HOST, MLFLOW, POSTGRES, Layout
 from mlops.production.secrets import Secrets
-from services.settings import PACKAGE_REPO, tool
+from services.settings import MLFLOW_S3_ENDPOINT_ENV, PACKAGE_REPO, tool
 
 COMPONENT = "mlflow"
 START_SCRIPT = PACKAGE_REPO / "infra" / "mlflow" / "start.sh"
-S3_ENDPOINT_ENV = "MLFLOW_S3_ENDPOINT_URL"
 WORKERS = 2  # start.sh's default, as in infra/mlflow/deployment.yaml
 
 
@@ -42,7 +41,7 @@ def server_env(ports: dict[str, int], secrets: Secrets) -> dict[str, str]:
         "MLFLOW_PORT": str(ports[MLFLOW]),
         "MLFLOW_WORKERS": str(WORKERS),
         "MLFLOW_BIN": tool("mlflow"),
-        S3_ENDPOINT_ENV: seaweedfs.endpoint(ports),
+        MLFLOW_S3_ENDPOINT_ENV: seaweedfs.endpoint(ports),
         # no job runner (GenAI jobs, unused): as the embedded server
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     } | secrets.mlflow_env()

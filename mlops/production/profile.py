@@ -1,5 +1,6 @@
-"""`mlops stack up|down|status --profile production`: PostgreSQL, SeaweedFS (S3) and MLflow's
-basic-auth server, all on 127.0.0.1, state under <MLOPS_HOME>/production/.
+"""`mlops stack up|down|status --profile production`: PostgreSQL, SeaweedFS (S3), MLflow's
+basic-auth server and a Ray cluster of a head and worker nodes (MLOPS_RAY_WORKER_NODES, 2 by
+default), all on 127.0.0.1, state under <MLOPS_HOME>/production/.
 
 Idempotent like the embedded stack: `up` starts what is down and waits until healthy; `down`
 stops what it started, by the pids it recorded. After `up`, client.env holds what a client of
@@ -8,12 +9,18 @@ the profile needs (tracking URI and credentials, S3 endpoint, inference-log URI)
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+from mlops import ray_nodes, stack
 from mlops.processes import ComponentStatus, recorded_pid, wait_for_server
 from mlops.production import mlflow_server, postgres, seaweedfs
 from mlops.production.layout import (
+    DVC_BUCKET,
     INFERENCE_LOG_URI,
     MLFLOW,
     POSTGRES,
@@ -22,20 +29,22 @@ from mlops.production.layout import (
     Layout,
     ports,
 )
-from mlops.production.secrets import (
+from mlops.production.secrets import Secrets, load_secrets, write_private
+from services.settings import (
+    AWS_ENDPOINT_ENV,
+    INFERENCE_LOG_URI_ENV,
+    MLFLOW_S3_ENDPOINT_ENV,
     S3_ACCESS_KEY_ENV,
     S3_SECRET_KEY_ENV,
-    Secrets,
-    load_secrets,
-    write_private,
+    TRACKING_PASSWORD_ENV,
+    TRACKING_URI_ENV,
+    TRACKING_USERNAME_ENV,
+    Settings,
+    get_settings,
+    tool,
 )
-from services.settings import INFERENCE_LOG_URI_ENV, TRACKING_URI_ENV, get_settings
 
 log = logging.getLogger(__name__)
-
-TRACKING_USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
-TRACKING_PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
-AWS_ENDPOINT_ENV = "AWS_ENDPOINT_URL"  # boto3, s3fs (the inference log) and DVC's S3 remote
 
 
 def layout() -> Layout:
@@ -52,9 +61,31 @@ def client_env(where: Layout) -> dict[str, str]:
         S3_ACCESS_KEY_ENV: secrets.s3_access_key,
         S3_SECRET_KEY_ENV: secrets.s3_secret_key,
         AWS_ENDPOINT_ENV: seaweedfs.endpoint(known),
-        mlflow_server.S3_ENDPOINT_ENV: seaweedfs.endpoint(known),
+        MLFLOW_S3_ENDPOINT_ENV: seaweedfs.endpoint(known),
         INFERENCE_LOG_URI_ENV: INFERENCE_LOG_URI,
     }
+
+
+DVC_REMOTE = "production"  # the profile's DVC remote, in the checkout's local (untracked) config
+
+
+@contextlib.contextmanager
+def as_client(repo: Path) -> Iterator[None]:
+    """This process (and what it starts) a client of the running profile: client.env in the
+    environment, and the DVC remote of `repo` a bucket of the S3 store; both undone after."""
+    saved = dict(os.environ)
+    os.environ.update(client_env(layout()))
+    dvc = [tool("dvc"), "remote"]
+    url = f"s3://{DVC_BUCKET}/dvc"
+    add = [*dvc, "add", "--local", "--default", "--force", DVC_REMOTE, url]
+    subprocess.run(add, cwd=repo, check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        remove = [*dvc, "remove", "--local", DVC_REMOTE]
+        subprocess.run(remove, cwd=repo, check=False, capture_output=True)
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 # port name -> component, in the order they start (each needs the one before)
@@ -74,8 +105,9 @@ def _statuses(known: dict[str, int], secrets: Secrets) -> list[ComponentStatus]:
     ]
 
 
-def up(timeout_s: float = 120.0) -> list[ComponentStatus]:
-    """Start whatever of PostgreSQL, SeaweedFS and MLflow is down; wait until all are healthy."""
+def up(with_ray: bool = True, timeout_s: float = 120.0) -> list[ComponentStatus]:
+    """Start whatever of PostgreSQL, SeaweedFS, MLflow (and the Ray cluster) is down; wait
+    until all are healthy."""
     where = layout()
     where.make()
     secrets = load_secrets(where)
@@ -94,7 +126,30 @@ def up(timeout_s: float = 120.0) -> list[ComponentStatus]:
         _wait(lambda: mlflow_server.status(known).healthy, where, MLFLOW, timeout_s)
     write_private(where.client_env, client_env(where))
     log.info("client environment (source it to use the profile): %s", where.client_env)
-    return _statuses(known, secrets)
+    return _statuses(known, secrets) + (ray_cluster_up() if with_ray else [])
+
+
+def ray_cluster_up() -> list[ComponentStatus]:
+    """The local Ray head and the worker nodes (Serve spreads replicas over them)."""
+    settings = get_settings()
+    head = stack.ray_up(settings)
+    if not head.managed:
+        return [head]
+    nodes = ray_nodes.up(settings, settings.ray_worker_nodes)
+    return [head, stack.metrics_status(settings), ray_nodes_status(settings, len(nodes))]
+
+
+def ray_cluster_status(settings: Settings) -> list[ComponentStatus]:
+    head = stack.ray_status(settings)
+    if not head.managed:
+        return [head]
+    return [head, ray_nodes_status(settings, settings.ray_worker_nodes)]
+
+
+def ray_nodes_status(settings: Settings, expected: int) -> ComponentStatus:
+    running = len(ray_nodes.worker_nodes(settings))
+    where = f"{running} of {expected} worker nodes on 127.0.0.1"
+    return ComponentStatus("ray worker nodes", running == expected, where, True)
 
 
 def fresh_ports(where: Layout, starting: list[str]) -> tuple[str, ...]:
@@ -109,9 +164,14 @@ def _wait(check: Callable[[], bool], where: Layout, name: str, timeout_s: float)
     wait_for_server(check, where.pid(component), where.log(component), component, timeout_s)
 
 
-def down() -> None:
-    """Stop MLflow, SeaweedFS and PostgreSQL, each by the pid `up` recorded."""
+def down(with_ray: bool = True) -> None:
+    """Stop the Ray cluster (worker nodes, then the head), MLflow, SeaweedFS and PostgreSQL,
+    each by the process (group) `up` recorded."""
     where = layout()
+    if with_ray:
+        settings = get_settings()
+        ray_nodes.down(settings)
+        stack.ray_down(settings)
     for name, stop in (
         ("MLflow", mlflow_server.stop),
         ("SeaweedFS", seaweedfs.stop),
@@ -121,9 +181,12 @@ def down() -> None:
             log.info("%s stopped", name)
 
 
-def status() -> list[ComponentStatus]:
+def status(with_ray: bool = True) -> list[ComponentStatus]:
     """Each component's health; all down (nothing created) before the first `up`."""
-    where = layout()
+    where, settings = layout(), get_settings()
+    cluster = ray_cluster_status(settings) if with_ray else []
     if not where.ports_file.exists():
-        return [ComponentStatus(name, False, "never started", True) for name in COMPONENTS.values()]
-    return _statuses(ports(where), load_secrets(where))
+        names = COMPONENTS.values()
+        never = [ComponentStatus(name, False, "never started", True) for name in names]
+        return never + cluster
+    return _statuses(ports(where), load_secrets(where)) + cluster

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.production.layout import Layout
+from services.settings import S3_ACCESS_KEY_ENV, S3_SECRET_KEY_ENV
 
 # the cluster's bootstrap superuser: creates the `mlflow` role and its databases
 POSTGRES_SUPERUSER_PASSWORD_ENV = "MLOPS_POSTGRES_SUPERUSER_PASSWORD"
@@ -23,8 +24,6 @@ POSTGRES_PASSWORD_ENV = "PGPASSWORD"  # the `mlflow` role's, read by libpq in ML
 FLASK_SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 ADMIN_USERNAME_ENV = "MLFLOW_AUTH_ADMIN_USERNAME"
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
-S3_ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
-S3_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 DEFAULT_ADMIN_USERNAME = "admin"
 ALPHABET = string.ascii_letters + string.digits  # no character a shell or URI would quote
 

@@ -23,8 +23,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from mlops.production.profile import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV
-from services.settings import TRACKING_URI_ENV
+from services.settings import TRACKING_PASSWORD_ENV, TRACKING_URI_ENV, TRACKING_USERNAME_ENV
 from tests.figures import record_figure
 from tests.production import ProductionStack
 

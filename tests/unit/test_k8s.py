@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ray.serve.config import ProxyLocation
 from ray.serve.schema import ServeDeploySchema
 from typer.testing import CliRunner
 
@@ -65,6 +66,7 @@ def test_serve_config_v2_is_parsed_by_ray_serve(which: str, serving_two: Path):
         yaml.safe_load(yaml.safe_load(text)["spec"]["serveConfigV2"])
     )
     assert config.http_options.host == "0.0.0.0"
+    assert config.proxy_location == ProxyLocation.EveryNode  # the manifest says HeadOnly
     if which == "serving two":
         assert sorted(app.name for app in config.applications) == ["demand-forecast", SERVICE]
         (app,) = [app for app in config.applications if app.name == SERVICE]
@@ -73,7 +75,8 @@ def test_serve_config_v2_is_parsed_by_ray_serve(which: str, serving_two: Path):
 
 
 def test_a_config_ray_serve_refuses_is_never_written(serving_two: Path, tmp_path: Path):
-    text = serving_two.read_text().replace("proxy_location: EveryNode", "proxy_location: Moon")
+    text = serving_two.read_text().replace("  port: 8000\n", "  port: Moon\n")
+    assert "Moon" in text
     serving_two.write_text(text)
     target = tmp_path / "rayservice.yaml"
     target.write_text("before\n")
