@@ -152,6 +152,7 @@ def read_log(
 ) -> pd.DataFrame:
     """All rows of one kind (optionally from `since` on); an empty frame when there are none."""
     fs, root = fsspec.core.url_to_fs(kind_root(uri, service, kind))
+    fs.invalidate_cache()  # an object store's listings are cached per process: list anew
     files = sorted(fs.glob(f"{root}/date=*/*.parquet"))
     if since is not None:
         first_day = since.strftime("%Y-%m-%d")

@@ -277,3 +277,20 @@ def test_a_killed_dvc_push_leaves_no_truncated_object_and_a_rerun_completes(dvc_
     assert not bad and not manifest_early and missing
     assert rerun.returncode == 0 and not in_sync, rerun.stderr
     assert pulled.returncode == 0 and same, pulled.stderr
+
+
+def test_a_reader_sees_parts_committed_after_its_last_read(s3_env):
+    """A long-lived reader (the monitor, a rollout's analysis) lists the log again on every
+    read: s3fs caches a folder's listing per process, and a part another process (a replica)
+    committed after the first read would stay invisible to it."""
+    uri, service = f"s3://{INFERENCE_LOG_BUCKET}/{uuid.uuid4().hex}", "listing"
+    commit_part(uri, service, PREDICTIONS_KIND, part_rows(0).head(10), "first")
+    assert len(read_log(uri, service, PREDICTIONS_KIND)) == 10
+    replica = (
+        "import sys\n"
+        "from services.inference_log import PREDICTIONS_KIND, commit_part\n"
+        "from tests.integration.test_production_object_store import part_rows\n"
+        "commit_part(sys.argv[1], sys.argv[2], PREDICTIONS_KIND, part_rows(1).head(10), 'two')\n"
+    )
+    subprocess.run([sys.executable, "-c", replica, uri, service], check=True, timeout=120)
+    assert len(read_log(uri, service, PREDICTIONS_KIND)) == 20
