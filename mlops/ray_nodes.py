@@ -16,6 +16,7 @@ loopback setting on to every process the node starts. Its servers bind 127.0.0.1
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -140,9 +141,8 @@ def up(settings: Settings, count: int, timeout_s: float = 120.0) -> list[WorkerN
     """Start worker nodes until `count` run (the head must be up); wait until the GCS has
     them all ALIVE."""
     running = worker_nodes(settings)
-    taken = {node.index for node in running}
-    free = (index for index in range(1, 2 * count + len(taken) + 2) if index not in taken)
-    for index in [next(free) for _ in range(count - len(running))]:
+    free = (i for i in itertools.count(1) if i not in {node.index for node in running})
+    for index in list(itertools.islice(free, max(count - len(running), 0))):
         running.append(start(settings, index))
     expected = 1 + len(running)
     wait_until(
