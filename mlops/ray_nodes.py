@@ -28,12 +28,13 @@ from pathlib import Path
 import psutil
 
 from mlops.processes import wait_until
+from mlops.stack import LOCAL_NODE_IP, haproxy_env
 from services.ray_access import LOOPBACK_ENV, client_env, use_in_this_process
 from services.settings import Settings, tool
+from serving.k8s import SERVING_ENV
 
 NODE_LOGICAL_CPUS = 2  # Serve replicas ask 0.25 each; real use is bounded by nthread=1
 NODE_OBJECT_STORE_BYTES = 512 * 1024**2  # shared memory is per node: Ray's default is 30% of RAM
-LOCAL_NODE_IP = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,6 @@ def start(settings: Settings, index: int) -> WorkerNode:
 
 def _serving_env() -> dict[str, str]:
     """What the head's processes get for Serve (same replica settings on every node)."""
-    from mlops.stack import haproxy_env
-    from serving.k8s import SERVING_ENV
-
     return SERVING_ENV | haproxy_env()
 
 
