@@ -47,16 +47,8 @@ def onnx_runtime(booster: xgb.Booster) -> Predict:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(model.SerializeToString(), options)
-    output = session.get_outputs()[-1].name  # probabilities (classifier) or values
-    outputs = session.get_outputs()
-
-    def predict(rows: np.ndarray) -> np.ndarray:
-        result = session.run([output], {"input": rows})[0]
-        if len(outputs) > 1:  # a classifier: [{label: probability}] or an (n, 2) array
-            result = np.asarray(result)[:, -1] if np.ndim(result) == 2 else result
-        return np.asarray(result).reshape(len(rows), -1)[:, -1]
-
-    return predict
+    output = session.get_outputs()[-1].name  # probabilities (n, 2) or values (n, 1)
+    return lambda rows: session.run([output], {"input": rows})[0].reshape(len(rows), -1)[:, -1]
 
 
 def tl2cgen_runtime(booster: xgb.Booster) -> Predict:

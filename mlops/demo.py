@@ -11,6 +11,7 @@ each step a commit, analysed on live traffic) -> summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -34,6 +35,10 @@ HEALTHY_ROWS = 1_500
 DRIFTED_ROWS = 1_500
 ROWS_PER_REQUEST = 5  # 300 requests per 1,500 rows: enough for the SLOs to be judged
 LOG_FLUSH_WAIT_S = 4.0  # replicas flush the inference log every 2 s
+STACK_TITLES: dict[StackProfile, str] = {
+    "embedded": "Local stack: MLflow server + Ray head",
+    "production": "Production profile: PostgreSQL, S3, MLflow (basic auth), Ray head + workers",
+}
 WIDE = 160  # columns of the output when it is not a terminal (`make demo > demo.log`)
 
 
@@ -258,19 +263,13 @@ def summary(state: DemoState) -> None:
 
 def run_demo(profile: StackProfile = "embedded") -> DemoState:
     from mlops import stack
-
-    repo = repo_root()
-    if profile == "embedded":
-        step("1. Local stack: MLflow server + Ray head")
-    else:
-        step("1. Production profile: PostgreSQL, S3, MLflow (basic auth), Ray head + workers")
-    for component in stack.up(profile=profile):
-        console.print(f"{component.name}: {component.url} healthy={component.healthy}")
-    if profile == "embedded":
-        return run_loop(repo)
     from mlops.production.profile import as_client
 
-    with as_client(repo):
+    repo = repo_root()
+    step(f"1. {STACK_TITLES[profile]}")
+    for component in stack.up(profile=profile):
+        console.print(f"{component.name}: {component.url} healthy={component.healthy}")
+    with as_client(repo) if profile == "production" else contextlib.nullcontext():
         return run_loop(repo)
 
 

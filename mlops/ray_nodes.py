@@ -28,6 +28,7 @@ from pathlib import Path
 import psutil
 
 from mlops.processes import wait_until
+from mlops.sandbox import server_port
 from mlops.stack import LOCAL_NODE_IP, haproxy_env
 from services.ray_access import LOOPBACK_ENV, client_env, use_in_this_process
 from services.settings import Settings, tool
@@ -93,8 +94,6 @@ def alive_node_count(settings: Settings) -> int:
 
 def start(settings: Settings, index: int) -> WorkerNode:
     """`ray start --address=<head>` for one more node, in a process group of its own."""
-    from mlops.sandbox import server_port
-
     metrics_port = server_port()
     agent_port = server_port(taken=(metrics_port,))
     command = [
@@ -110,7 +109,8 @@ def start(settings: Settings, index: int) -> WorkerNode:
         f"--dashboard-agent-listen-port={agent_port}",
         "--disable-usage-stats",
     ]
-    env = os.environ | _serving_env() | client_env(settings) | {"RAY_USAGE_STATS_ENABLED": "0"}
+    serving = SERVING_ENV | haproxy_env()  # as the head's processes: same replica settings
+    env = os.environ | serving | client_env(settings) | {"RAY_USAGE_STATS_ENABLED": "0"}
     env.pop(LOOPBACK_ENV, None)  # `ray start` would refuse to join; this program passes it on
     started = subprocess.Popen(
         command,
@@ -128,11 +128,6 @@ def start(settings: Settings, index: int) -> WorkerNode:
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(str(started.pid))
     return WorkerNode(index, started.pid)
-
-
-def _serving_env() -> dict[str, str]:
-    """What the head's processes get for Serve (same replica settings on every node)."""
-    return SERVING_ENV | haproxy_env()
 
 
 def up(settings: Settings, count: int, timeout_s: float = 120.0) -> list[WorkerNode]:

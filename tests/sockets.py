@@ -8,6 +8,11 @@ import socket
 
 import psutil
 
+# Ray Serve 2.60 starts each replica's gRPC server for calls between deployments on `[::]:0`,
+# hard-coded (serve/_private/replica.py), behind the token interceptor: the one socket of the
+# stack outside loopback (test_stack_security.py shows it refuses callers without the token)
+REPLICA_TITLE = "ray::ServeReplica"
+
 
 def listening_sockets(
     processes: list[psutil.Process], kind: str = "inet"

@@ -26,7 +26,7 @@ from tests.load import (
     restore_manifest,
     wait_for_replicas,
 )
-from tests.sockets import is_loopback, listening_sockets
+from tests.sockets import REPLICA_TITLE, is_loopback, listening_sockets
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 SERVICE = "fraud-detection"
@@ -34,7 +34,6 @@ WORKER_NODES = 2
 REPLICAS = 4
 RATE = 100.0  # requests per second, one record each
 MAX_FAILURE_SHARE = 0.01
-REPLICA_TITLE = "ray::ServeReplica"  # its gRPC server binds [::], behind the token (security test)
 
 
 def node_of(pid: int, nodes: list[WorkerNode]) -> WorkerNode | None:

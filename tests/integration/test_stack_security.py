@@ -18,15 +18,12 @@ import ray
 from services.ray_access import AUTH_MODE_ENV, LOOPBACK_ENV, auth_headers
 from services.settings import get_settings
 from tests.figures import record_figure
-from tests.sockets import is_loopback, listening_sockets
+from tests.sockets import REPLICA_TITLE, is_loopback, listening_sockets
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 ITEM = "Nobody gets into the local stack"
 RAY_PACKAGE = str(Path(ray.__file__).parent)
 RAY_DAEMONS = ("gcs_server", "raylet", "haproxy")
-# Ray Serve 2.60 starts each replica's gRPC server for calls between deployments on `[::]:0`,
-# hard-coded (serve/_private/replica.py), behind the token interceptor
-REPLICA_TITLE = "ray::ServeReplica"
 
 
 def stack_processes() -> list[psutil.Process]:
