@@ -47,6 +47,21 @@ def runtimes_python() -> Path:
     return python
 
 
+def bare_onnx_command(booster: Path, port: int, workers: int) -> tuple[list[str], dict[str, str]]:
+    """uvicorn serving benchmarks/bare_onnx_server.py (fraud-detection's `booster` on ONNX
+    Runtime) on 127.0.0.1:`port` with `workers` processes from the runtimes' environment
+    (created if missing), and the environment it needs: the repository on PYTHONPATH."""
+    from benchmarks.bare_app import BOOSTER_ENV, SERVICE_ENV
+
+    command = [
+        str(runtimes_python()),
+        *("-m", "uvicorn", "benchmarks.bare_onnx_server:app", "--host", "127.0.0.1"),
+        *("--port", str(port), "--workers", str(workers), "--log-level", "warning"),
+    ]
+    env = {"PYTHONPATH": str(HERE.parent), BOOSTER_ENV: str(booster), SERVICE_ENV: SERVICE}
+    return command, env
+
+
 def booster_and_rows(workdir: Path) -> tuple[Path, Path, int]:
     """The trained booster file, the encoded test split (.npy) and its tree count."""
     from mlops.sandbox import copy_repo

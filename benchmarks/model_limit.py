@@ -30,11 +30,14 @@ ROUNDS = 3
 
 
 def xgboost_runtime(booster: xgb.Booster) -> Predict:
+    """XGBoost's own `inplace_predict` on one thread: the replicas' call."""
     booster.set_param({"nthread": 1})
     return lambda rows: booster.inplace_predict(rows)
 
 
 def onnx_runtime(booster: xgb.Booster) -> Predict:
+    """ONNX Runtime (one thread, sequential) on the onnxmltools conversion; the same output
+    as XGBoost's (probability of class 1 for binary, the value for regression)."""
     import onnxmltools
     import onnxruntime
     from onnxmltools.convert.common.data_types import FloatTensorType
@@ -46,6 +49,7 @@ def onnx_runtime(booster: xgb.Booster) -> Predict:
     )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     session = onnxruntime.InferenceSession(model.SerializeToString(), options)
     output = session.get_outputs()[-1].name  # probabilities (n, 2) or values (n, 1)
     return lambda rows: session.run([output], {"input": rows})[0].reshape(len(rows), -1)[:, -1]
