@@ -1,0 +1,107 @@
+"""The real-time bench without servers: rounds, the direct replica's address, the table, the
+targets' verdicts and the breakdown of a request's time."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from benchmarks import breakdown, realtime
+from benchmarks.load import LoadResult
+
+pytestmark = pytest.mark.unit
+
+HAPROXY_CFG = """backend http-fraud-detection
+    server SERVE_REPLICA_fraud-detection-Batch-aa 127.0.0.1:30007 check
+    server SERVE_REPLICA_fraud-detection-Realtime-fmsq 127.0.0.1:30000 check observe layer4
+    server SERVE_PROXY_ACTOR-fallback-5d5c 127.0.0.1:8500 check backup
+"""
+
+
+def test_the_direct_url_names_a_realtime_replica_of_the_newest_configuration(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, port in ((old, "30099"), (new, "30000")):
+        folder.mkdir()
+        (folder / "haproxy.cfg").write_text(HAPROXY_CFG.replace("30000", port))
+    os.utime(old / "haproxy.cfg", (1, 1))
+    url = realtime.replica_url("fraud-detection", "predict", tmp_path)
+    assert url == "http://127.0.0.1:30000/fraud-detection/predict"
+    with pytest.raises(LookupError, match="no demand-forecast replica"):
+        realtime.replica_url("demand-forecast", "predict", tmp_path)
+
+
+def test_rounds_go_through_every_server_in_turn_and_resolve_urls_each_round():
+    calls: list[tuple[str, str, int, int]] = []
+    urls = iter(["u1", "u2", "u3"])
+
+    def load(name: str, url: str, body: str, connections: int, seconds: int) -> LoadResult:
+        calls.append((name, url, connections, seconds))
+        return LoadResult(name, connections, 100.0 * len(calls), 1.0, 2.0, 0, 0.5)
+
+    targets = [
+        realtime.Target("a", lambda: next(urls), "{}", "x", "ours", warmup_s=30),
+        realtime.Target("b", lambda: "ub", "{}", "y", connections=(1,)),
+    ]
+    entries = realtime.measure(targets, 10, rounds=3, load=load)
+    names = [(name, url, c, s) for name, url, c, s in calls]
+    assert names[:5] == [
+        ("a", "u1", 16, 30),  # warm-up
+        ("a", "u1", 1, 10),
+        ("a", "u1", 16, 10),
+        ("b", "ub", 16, realtime.PEER_WARMUP_S),
+        ("b", "ub", 1, 10),
+    ]
+    assert [c[1] for c in calls if c[0] == "a" and c[3] == 30] == ["u1", "u2", "u3"]
+    assert [(e["name"], e["connections"], len(e["runs"])) for e in entries] == [
+        ("a", 1, 3),
+        ("a", 16, 3),
+        ("b", 1, 3),
+    ]
+
+
+def _entry(name: str, kind: str, connections: int, rates: list[float], p50: float, p99: float):
+    runs = [
+        {"requests_per_s": r, "p50_ms": p50, "p99_ms": p99, "non_2xx": 0, "cpu_ms_per_request": 1}
+        for r in rates
+    ]
+    return {
+        "name": name,
+        "kind": kind,
+        "does": f"{name} work",
+        "connections": connections,
+        "runs": runs,
+    }
+
+
+ENTRIES = [
+    _entry("ours", "ours", 1, [900, 1000, 1100], 1.2, 3.0),
+    _entry("ours", "ours", 16, [2600, 2700, 2900], 5.0, 12.0),
+    _entry("direct", "ours-direct", 1, [1100, 1200, 1300], 0.9, 2.0),
+    _entry("bento", "peer", 1, [500, 500, 500], 2.0, 4.0),
+    _entry("bento", "peer", 16, [1000, 1200, 1100], 12.0, 30.0),
+    _entry("kserve", "peer", 1, [600, 600, 600], 1.5, 4.0),
+    _entry("kserve", "peer", 16, [1700, 1800, 1900], 8.0, 20.0),
+    _entry("bare", "bare", 1, [1500, 1500, 1500], 0.6, 1.0),
+    _entry("bare", "bare", 16, [3000, 3000, 3000], 4.0, 9.0),
+]
+
+
+def test_the_table_shows_medians_with_the_spread_and_states_each_target():
+    text = "\n".join(realtime.report_lines(ENTRIES))
+    assert "| ours | 16 | 2700 (2600-2900) | 5.00 (5.00-5.00) | 12.00 (12.00-12.00) | 0 |" in text
+    assert "1.50x the requests/s of the best peer (kserve; target >= 1.5x: met)" in text
+    assert "90% of the requests/s of bare (target >= 90%: met)" in text
+    assert "p99 1.33x its p99 (target <= 1.2x: missed)" in text
+    assert "p50 2.00x the bare server's (target <= 1.5x: missed)" in text
+    assert "| bento | bento work |" in text and text.count("| ours | ours work |") == 1
+
+
+def test_the_breakdown_splits_the_p50_into_ingress_steps_and_framework():
+    stages = {"validation": 40.0, "predict": 160.0}
+    lines = breakdown.report_lines(stages, ENTRIES)
+    rows = {line.split(" | ")[0].strip("| *"): line for line in lines if line.startswith("|")}
+    assert rows["ingress (HAProxy hop)"].startswith("| ingress (HAProxy hop) | 300 |")
+    assert "| 700 |" in rows["replica framework, HTTP and client (the rest)"]
+    assert "**1200**" in rows["p50 through the ingress"]
+    assert breakdown.report_lines(None, ENTRIES) == []  # results of runs before it existed
