@@ -48,8 +48,8 @@ from services.model import ServiceModel
 from services.settings import get_settings
 from serving.api import RequestError, ServiceApi, check_size, new_request, now, row_ids
 from serving.auth import ApiKeyAuth
+from serving.deployments import BATCH, MODEL_VERSION_KEY, REALTIME
 from serving.log_writer import log_writer, recover_in_background
-from serving.manifest import BATCH, MODEL_VERSION_KEY, REALTIME
 from serving.model_slot import LoadedModel, ModelSlot
 from serving.protocol import PREDICTIONS
 from serving.routing import ROLLOUT_KEY, ROUTING_HEADER, RolloutTraffic, Route, Router

@@ -18,14 +18,10 @@ from ruamel.yaml import YAML
 
 from services.settings import repo_root
 from services.spec import ServiceSpec, load_catalogue, load_spec, service_names
+from serving.deployments import BATCH, DEPLOYMENTS, MODEL_VERSION_KEY, REALTIME
 from serving.routing import ROLLOUT_KEY, VERSION_REGEX, RolloutTraffic
 
 IMPORT_PATH = "serving.app:build_app"
-REALTIME = "Realtime"
-BATCH = "Batch"
-DEPLOYMENTS = (REALTIME, BATCH)
-#: `user_config` key of every deployment: the registered version it serves (None: none yet).
-MODEL_VERSION_KEY = "model_version"
 VERSION_PATTERN = re.compile(VERSION_REGEX)
 # The controller finds a dead replica at its next health check: Ray's default 10 s period
 # alone would use most of a 15 s recovery budget (docs/RELIABILITY.md).

@@ -29,7 +29,7 @@ VOCABULARIES: dict[str, ModuleType] = {
 COMMON_WORDS = {"service", "data", "status", "error", "rows", "requests"}
 # The same string, meaning something else where it stands.
 ELSEWHERE = {
-    ("model_version", "serving/manifest.py"): "the manifest's user_config key (MODEL_VERSION_KEY)",
+    ("model_version", "serving/deployments.py"): "the user_config key (MODEL_VERSION_KEY)",
     ("spec", "serving/k8s.py"): "the `spec` of Kubernetes objects",
     ("model", "training/params.py"): "the spec's model section in the params hash",
     ("records", "services/schema.py"): "pandas' `to_dict` orient",
