@@ -22,7 +22,7 @@ from monitoring.pull_requests import PullRequestOpener, opener_from_env
 from monitoring.requests import baseline_start, read_requests, stats_by_version
 from monitoring.result import MonitorResult
 from monitoring.window import DEFAULT_SINCE, Window, load_window, parse_since
-from services.model import load_registered
+from services.model_cache import load_cached
 from services.registry import connect
 from services.settings import get_settings, repo_root
 from services.spec import ServiceSpec, load_spec
@@ -67,7 +67,7 @@ def monitor_service(service: str, options: MonitorOptions | None = None) -> Moni
     production = load_production(client, service)
     # drift and quality are measured on the columns, target and metric the production
     # version was trained with (service.yaml shapes the next version, not this one)
-    spec = load_registered(service, production.current.version).spec
+    spec = load_cached(service, production.current.version).spec
     since = window_start(options.since, production, now)
     window = load_window(settings.inference_log_uri, service, since, production.current.version)
     log.info(

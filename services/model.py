@@ -1,7 +1,8 @@
-"""The model as MLflow stores it: a pyfunc wrapping an XGBoost booster and its spec.
+"""The model as MLflow stores it: a pyfunc wrapping a version's `ScoringModel`.
 
-Serving unwraps it to call the booster directly (the fast path); `mlflow models serve`
-and any MLflow client use `predict` on raw feature records.
+`mlflow models serve` and any MLflow client call `predict` on raw feature records; serving and
+batch scoring load the `ScoringModel` from the version's artifacts without MLflow
+(services/model_cache.py).
 """
 
 from __future__ import annotations
@@ -10,63 +11,30 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
-import xgboost as xgb
-import yaml
 
-from services.encoding import FeatureEncoder
 from services.inference_log import PREDICTION, PROBABILITY
-from services.registry import model_uri
 from services.registry_keys import BOOSTER_ARTIFACT, SPEC_ARTIFACT
-from services.settings import get_settings
-from services.spec import ServiceSpec, parse_spec
+from services.scoring import ScoringModel
+from services.scoring import prediction_frame as prediction_frame  # still imported from here
+from services.spec import ServiceSpec
 
 
 class ServiceModel(mlflow.pyfunc.PythonModel):
-    """XGBoost booster + the spec it was trained on (preprocessing travels with the model)."""
+    """The pyfunc of a registered version: its artifacts are the booster and the spec file."""
 
-    spec: ServiceSpec
-    booster: xgb.Booster
-    encoder: FeatureEncoder
+    model: ScoringModel
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.load(Path(context.artifacts[BOOSTER_ARTIFACT]), Path(context.artifacts[SPEC_ARTIFACT]))
-
-    def load(self, booster_path: Path, spec_path: Path) -> ServiceModel:
-        self.spec = parse_spec(yaml.safe_load(spec_path.read_text()), str(spec_path))
-        self.booster = xgb.Booster(model_file=str(booster_path))
-        self.booster.set_param({"nthread": 1})  # one core per replica: no oversubscription
-        self.encoder = FeatureEncoder(self.spec)
-        return self
-
-    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        """Raw model output (probability for binary, value for regression) per row."""
-        return self.booster.inplace_predict(matrix)
+        artifacts = context.artifacts
+        self.model = ScoringModel.load(
+            Path(artifacts[BOOSTER_ARTIFACT]), Path(artifacts[SPEC_ARTIFACT])
+        )
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        return prediction_frame(
-            self.spec, self.predict_matrix(self.encoder.encode_frame(model_input))
-        )
-
-
-def load_registered(service: str, version: str) -> ServiceModel:
-    """Version `version` of registered model `service`, with the spec it was trained with."""
-    mlflow.set_tracking_uri(get_settings().tracking_uri)
-    model = mlflow.pyfunc.load_model(model_uri(service, version)).unwrap_python_model()
-    if not isinstance(model, ServiceModel):
-        raise TypeError(f"{service} v{version} is not a ServiceModel ({type(model).__name__})")
-    return model
-
-
-def prediction_frame(spec: ServiceSpec, raw: np.ndarray) -> pd.DataFrame:
-    """Model output as columns: `prediction` (class or value) and, for binary, `probability`."""
-    if spec.task == "binary":
-        label = (raw >= spec.evaluation.decision_threshold).astype(int)
-        return pd.DataFrame({PREDICTION: label, PROBABILITY: raw.astype(float)})
-    return pd.DataFrame({PREDICTION: raw.astype(float)})
+        return self.model.predict_frame(model_input)
 
 
 _SIGNATURE_TYPES = {

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.pyfunc import FLAVOR_NAME
+from mlflow.pyfunc.model import CONFIG_KEY_ARTIFACT_RELATIVE_PATH, CONFIG_KEY_ARTIFACTS
 
 from services.settings import get_settings
 
@@ -45,6 +51,25 @@ def connect() -> MlflowClient:
 
 def model_uri(service: str, version: str | int) -> str:
     return f"models:/{service}/{version}"
+
+
+def download_model_artifacts(
+    service: str, version: str, artifacts: Iterable[str], into: Path
+) -> dict[str, str]:
+    """Download the pyfunc artifacts named `artifacts` (e.g. the booster and the spec) of
+    version `version` of `service` into the folder `into`, and nothing else of the model;
+    returns the file name of each there."""
+    source = connect().get_model_version_download_uri(service, version).rstrip("/")
+    stored = Model.load(source).flavors[FLAVOR_NAME][CONFIG_KEY_ARTIFACTS]
+    return {
+        name: Path(
+            download_artifacts(
+                artifact_uri=f"{source}/{stored[name][CONFIG_KEY_ARTIFACT_RELATIVE_PATH]}",
+                dst_path=str(into),
+            )
+        ).name
+        for name in artifacts
+    }
 
 
 def aliased_version(client: MlflowClient, service: str, alias: str) -> ModelVersion | None:

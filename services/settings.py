@@ -18,6 +18,9 @@ INFERENCE_LOG_URI_ENV = "MLOPS_INFERENCE_LOG_URI"  # any fsspec URI (s3://... in
 REQUEST_TELEMETRY_ENV = "MLOPS_REQUEST_TELEMETRY"
 # the node-local folder of the inference log's write-ahead files (default <MLOPS_HOME>/wal)
 LOG_WAL_DIR_ENV = "MLOPS_LOG_WAL_DIR"
+# the node-local cache of served versions' artifacts (default <MLOPS_HOME>/model-cache):
+# replicas and batch scorers load a version from it, MLflow is asked only on a miss
+MODEL_CACHE_DIR_ENV = "MLOPS_MODEL_CACHE_DIR"
 # what an answered row survives before its Parquet part is written (services/wal.py)
 LOG_DURABILITY_ENV = "MLOPS_LOG_DURABILITY"
 # memory: buffered in the replica only (lost with its process); os: written to the operating
@@ -70,6 +73,7 @@ class Settings:
     request_telemetry: bool  # request records and metrics in the replicas (off: benchmarking)
     log_wal_dir: Path  # node-local write-ahead files of the inference log
     log_durability: Durability
+    model_cache_dir: Path  # node-local copies of served versions' booster and spec
     serving_image: str  # the serving image's repository, e.g. ghcr.io/<owner>/mlops-serving
 
     @property
@@ -97,6 +101,7 @@ def get_settings() -> Settings:
         request_telemetry=env.get(REQUEST_TELEMETRY_ENV, "1") != "0",
         log_wal_dir=Path(env.get(LOG_WAL_DIR_ENV, home / "wal")).resolve(),
         log_durability=durability(env.get(LOG_DURABILITY_ENV, DEFAULT_DURABILITY)),
+        model_cache_dir=Path(env.get(MODEL_CACHE_DIR_ENV, home / "model-cache")).resolve(),
         serving_image=env.get(SERVING_IMAGE_ENV, "ghcr.io/OWNER/mlops-serving"),
     )
 

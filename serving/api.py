@@ -25,8 +25,8 @@ from pydantic import (
 )
 
 from services.inference_log import LABEL, PREDICTION, PROBABILITY, REQUEST_ID
-from services.model import prediction_frame
 from services.schema import MAX_EXACT_INTEGER, record_model, validate_features
+from services.scoring import prediction_frame
 from services.spec import ServiceSpec
 from serving.protocol import (
     DF_RECORDS,

@@ -44,7 +44,6 @@ from services.inference_log import (
     Endpoint,
     Variant,
 )
-from services.model import ServiceModel
 from services.settings import get_settings
 from serving.api import RequestError, ServiceApi, check_size, new_request, now, row_ids
 from serving.auth import ApiKeyAuth
@@ -100,10 +99,6 @@ def _predict_body(version: str, predictions: list[dict[str, Any]]) -> dict[str, 
 def _invocations_body(version: str, predictions: list[dict[str, Any]]) -> dict[str, Any]:
     """MLflow's scoring answer: predictions without request ids."""
     return {PREDICTIONS: [{k: v for k, v in p.items() if k != REQUEST_ID} for p in predictions]}
-
-
-def _predict_records(model: ServiceModel, records: list[dict[str, Any]]) -> np.ndarray:
-    return model.predict_matrix(model.encoder.encode_records(records))
 
 
 def _replica_id() -> str:
@@ -243,7 +238,7 @@ def realtime_deployment(args: AppArgs) -> Any:
                 items = list(group)
                 model = items[0][0].model
                 rows = [record for _, batch in items for record in batch]
-                raw = _predict_records(model, rows)
+                raw = model.predict_records(rows)
                 start = 0
                 for _, batch in items:
                     out.append(raw[start : start + len(batch)])
@@ -291,7 +286,7 @@ def realtime_deployment(args: AppArgs) -> Any:
             try:
                 records = parse(candidate.api, body)
                 # in a thread: a slow candidate never holds the loop that answers requests
-                raw = await asyncio.to_thread(_predict_records, candidate.model, records)
+                raw = await asyncio.to_thread(candidate.model.predict_records, records)
                 predictions = candidate.api.predictions(raw, row_ids(key, len(records)))
                 _encode(shape(candidate.version, predictions))  # the answer it would give
                 record = self.telemetry.answered(

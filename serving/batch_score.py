@@ -5,16 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pandas as pd
-
-from services.inference_log import MODEL_VERSION
 from services.ray_access import use_in_this_process
 from services.registry import connect
-from services.schema import validate_features
 from services.settings import get_settings
 from services.spec import load_spec
 from serving.gitops import version_on_main
-from serving.model_slot import load_version
+from serving.scorer import Scorer
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 50_000
@@ -23,25 +19,6 @@ BATCH_ROWS = 50_000
 SCORER_CPUS = 0.5
 IO_CPUS = 0.25
 ACTOR_WAIT_S = 120  # fail with a clear error rather than wait forever for a scorer slot
-
-
-class Scorer:
-    """Ray Data callable: one model per worker, validated pandas batches in, predictions out."""
-
-    def __init__(self, service: str, version: str) -> None:
-        self.loaded = load_version(service, version, BATCH_ROWS)
-        self.spec = self.loaded.model.spec  # the scored version's own features and rules
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        features = batch.reindex(columns=self.spec.feature_names)
-        problems = validate_features(self.spec, features)
-        if problems:
-            raise ValueError(f"{len(problems)} invalid values, first: {problems[0]}")
-        model = self.loaded.model
-        outputs = model.predict(None, features)
-        return pd.concat([batch.reset_index(drop=True), outputs], axis=1).assign(
-            **{MODEL_VERSION: self.loaded.version}
-        )
 
 
 def production_version(service: str) -> str:

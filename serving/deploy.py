@@ -19,6 +19,7 @@ from services.settings import (
     LOG_DURABILITY_ENV,
     LOG_WAL_DIR_ENV,
     MLFLOW_S3_ENDPOINT_ENV,
+    MODEL_CACHE_DIR_ENV,
     REQUEST_TELEMETRY_ENV,
     S3_ACCESS_KEY_ENV,
     S3_SECRET_KEY_ENV,
@@ -121,6 +122,7 @@ def runtime_env_vars() -> dict[str, str]:
         INFERENCE_LOG_URI_ENV: settings.inference_log_uri,
         LOG_WAL_DIR_ENV: str(settings.log_wal_dir),
         LOG_DURABILITY_ENV: settings.log_durability,
+        MODEL_CACHE_DIR_ENV: str(settings.model_cache_dir),
     }
     values |= {k: os.environ[k] for k in RUNTIME_ENV_VARS if k in os.environ and k not in values}
     return values

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from services.settings import LOG_WAL_DIR_ENV, repo_root
+from services.settings import LOG_WAL_DIR_ENV, MODEL_CACHE_DIR_ENV, repo_root
 from serving.image import DOCKERFILE, image_reference
 from serving.manifest import ManifestError, deployable, load
 
@@ -58,6 +58,10 @@ THROUGHPUT_ENV = {
 # hands it the folder, which the kubelet creates owned by root.
 WAL_HOST_PATH = "/var/lib/mlops/wal"
 RUN_AS_USER = 1000  # the image's user (infra/k8s/Dockerfile)
+# Replicas load a version from a node-local cache of its artifacts (services/model_cache.py),
+# filled from MLflow on a miss: an emptyDir, one per pod and so per Ray node; a replica restarted
+# in the pod finds its version there. (The image's own MLOPS_HOME is read-only.)
+MODEL_CACHE_PATH = "/var/cache/mlops/models"
 
 
 def k8s_path() -> Path:
@@ -116,6 +120,22 @@ def _with_write_ahead_folder(container: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _with_model_cache(pod: dict[str, Any]) -> dict[str, Any]:
+    """`pod` with the model cache mounted in its containers."""
+    mount = {"name": "model-cache", "mountPath": MODEL_CACHE_PATH}
+    setting = {"name": MODEL_CACHE_DIR_ENV, "value": MODEL_CACHE_PATH}
+    containers = [
+        container
+        | {
+            "env": [*container["env"], setting],
+            "volumeMounts": [*container.get("volumeMounts", []), mount],
+        }
+        for container in pod["containers"]
+    ]
+    volume = {"name": mount["name"], "emptyDir": {}}
+    return pod | {"containers": containers, "volumes": [*pod.get("volumes", []), volume]}
+
+
 def serve_config_v2(manifest_file: Path) -> str:
     """The manifest's deployable applications as `serveConfigV2`, checked with Ray's own
     schema of a Serve config file (what KubeRay hands to Serve)."""
@@ -160,7 +180,11 @@ def render(manifest_file: Path, source: Path | None = None) -> str:
         "minReplicas": 1,
         "maxReplicas": 4,
         "rayStartParams": {},
-        "template": {"spec": _with_write_ahead_folder(_container("ray-worker", image, "2", "4Gi"))},
+        "template": {
+            "spec": _with_model_cache(
+                _with_write_ahead_folder(_container("ray-worker", image, "2", "4Gi"))
+            )
+        },
     }
     document = {
         "apiVersion": "ray.io/v1",

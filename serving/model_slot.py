@@ -2,7 +2,8 @@
 
 A version is self-contained: the spec it was trained with travels in the model, and the
 request rules (schema, categories, ranges), encoder and decision threshold of a loaded
-version all come from it, never from `service.yaml`. A new version is loaded next to the
+version all come from it, never from `service.yaml`. Versions load from the node's model
+cache (services/model_cache.py: MLflow only on a miss). A new version is loaded next to the
 current one; only when it loaded does the slot switch, so requests never wait and a failed
 load leaves the old version serving (and reported).
 """
@@ -14,7 +15,8 @@ import logging
 from dataclasses import dataclass
 
 from services.inference_log import MODEL_VERSION
-from services.model import ServiceModel, load_registered
+from services.model_cache import load_cached
+from services.scoring import ScoringModel
 from serving.api import ServiceApi
 
 log = logging.getLogger(__name__)
@@ -25,14 +27,14 @@ class LoadedModel:
     """A registered version with the request rules of its own spec."""
 
     version: str
-    model: ServiceModel
+    model: ScoringModel
     api: ServiceApi
 
 
 def load_version(service: str, version: str, max_rows: int) -> LoadedModel:
-    """Load version `version` of registered model `service` from the MLflow registry;
+    """Load version `version` of registered model `service` (from the node's model cache);
     `max_rows`: the deployment's request limit (from the manifest)."""
-    model = load_registered(service, version)
+    model = load_cached(service, version)
     return LoadedModel(version, model, ServiceApi(model.spec, max_rows))
 
 

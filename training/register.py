@@ -14,7 +14,7 @@ import pandas as pd
 import xgboost as xgb
 
 from services.layout import ServicePaths
-from services.model import ServiceModel, prediction_frame, signature_from_spec
+from services.model import ServiceModel, signature_from_spec
 from services.registry import connect
 from services.registry_keys import (
     BOOSTER_ARTIFACT,
@@ -27,6 +27,7 @@ from services.registry_keys import (
     SPEC_ARTIFACT,
     metric_tag,
 )
+from services.scoring import ScoringModel
 from services.settings import repo_root
 from services.spec import SPEC_FILE, ServiceSpec
 from training.data import load_split
@@ -58,12 +59,11 @@ def git_commit() -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
-def reference_sample(spec: ServiceSpec, model: ServiceModel, rows: int) -> pd.DataFrame:
+def reference_sample(spec: ServiceSpec, model: ScoringModel, rows: int) -> pd.DataFrame:
     """Training rows + the model's predictions: the baseline monitoring compares live data with."""
     train = load_split(spec, "train")
     sample = train.sample(n=min(rows, len(train)), random_state=0).reset_index(drop=True)
-    outputs = prediction_frame(spec, model.predict_matrix(model.encoder.encode_frame(sample)))
-    return pd.concat([sample, outputs], axis=1)
+    return pd.concat([sample, model.predict_frame(sample)], axis=1)
 
 
 def lineage_tags(spec: ServiceSpec, metrics: dict[str, float]) -> dict[str, str]:
@@ -86,7 +86,7 @@ def register(spec: ServiceSpec) -> dict[str, str]:
     client = connect()
     mlflow.set_experiment(spec.name)
     spec_path = spec.folder / SPEC_FILE
-    model = ServiceModel().load(paths.model, spec_path)
+    model = ScoringModel.load(paths.model, spec_path)
     tags = lineage_tags(spec, metrics)
     test = load_split(spec, "test")
     with mlflow.start_run(run_name=f"train-{tags[GIT_COMMIT_TAG][:8]}") as run:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from services.settings import PACKAGE_REPO
+from services.model_cache import cached_artifacts
+from services.settings import MODEL_CACHE_DIR_ENV, PACKAGE_REPO, TRACKING_URI_ENV
+from tests.models import copying, model_files, packages_imported
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +94,41 @@ def test_contract_names_load_without_heavy_imports(path):
     """Quick commands and HTTP clients read these names: MLflow or Ray must not come along."""
     imported = imported_modules((PACKAGE_REPO / path).read_text())
     assert {m.split(".")[0] for m in imported} <= {"__future__", "collections"}
+
+
+# What a replica (or a batch-score worker) does before its first answer: import the application,
+# load its version from the node's model cache
+REPLICA_START = """
+import serving.app
+from serving.model_slot import load_version
+from serving.scorer import Scorer
+load_version("fraud-detection", "1", 10)
+Scorer("fraud-detection", "1")
+"""
+# Packages of training, monitoring, the registry, the CLI and manifest editing: never needed
+# to answer requests (scikit-learn and pandas come with XGBoost and Ray Serve)
+NOT_SERVING = {
+    "mlflow",
+    "sqlalchemy",
+    "flask",
+    "evidently",
+    "dvc",
+    "github",
+    "typer",
+    "boto3",
+    "ruamel",
+    "training",
+    "monitoring",
+    "mlops",
+}
+
+
+def test_a_replica_starts_without_mlflow_or_other_packages_it_does_not_serve_with(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv(MODEL_CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(TRACKING_URI_ENV, "http://127.0.0.1:9")  # a miss would fail
+    cached_artifacts("fraud-detection", "1", copying(model_files(tmp_path)))
+    imported = packages_imported(REPLICA_START)
+    assert {"serving", "xgboost", "ray"} <= imported
+    assert not imported & NOT_SERVING

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mlops.cli import app
 from services.inference_log import CANARY
-from services.settings import LOG_WAL_DIR_ENV, get_settings
+from services.settings import LOG_WAL_DIR_ENV, MODEL_CACHE_DIR_ENV, get_settings
 from serving import k8s, manifest
 from serving.image import TAG_PATTERN
 from serving.routing import RolloutTraffic
@@ -105,13 +105,25 @@ def test_replicas_write_ahead_to_a_folder_on_their_node_that_outlives_the_pod(se
     document = yaml.safe_load(k8s.render(serving_two))
     (workers,) = document["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     pod = workers["template"]["spec"]
-    (volume,) = pod["volumes"]
+    (volume,) = [v for v in pod["volumes"] if "hostPath" in v]
     assert volume["hostPath"] == {"path": k8s.WAL_HOST_PATH, "type": "DirectoryOrCreate"}
     (worker,) = pod["containers"]
-    (mount,) = worker["volumeMounts"]
-    assert (mount["name"], mount["mountPath"]) == (volume["name"], k8s.WAL_HOST_PATH)
+    (mount,) = [m for m in worker["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["mountPath"] == k8s.WAL_HOST_PATH
     env = {item["name"]: item.get("value") for item in worker["env"]}
     assert env[LOG_WAL_DIR_ENV] == k8s.WAL_HOST_PATH
     (owner,) = pod["initContainers"]  # hands the root-owned folder to the image's user
     assert owner["command"][-1] == k8s.WAL_HOST_PATH and owner["volumeMounts"] == [mount]
     assert owner["image"] == worker["image"]
+
+
+def test_replicas_load_versions_from_a_writable_model_cache_in_their_pod(serving_two: Path):
+    """The image's MLOPS_HOME is read-only to its user: the cache is a volume of the pod."""
+    document = yaml.safe_load(k8s.render(serving_two))
+    (workers,) = document["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    pod = workers["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "emptyDir" in v]
+    (worker,) = pod["containers"]
+    (mount,) = [m for m in worker["volumeMounts"] if m["name"] == volume["name"]]
+    env = {item["name"]: item.get("value") for item in worker["env"]}
+    assert env[MODEL_CACHE_DIR_ENV] == mount["mountPath"] == k8s.MODEL_CACHE_PATH

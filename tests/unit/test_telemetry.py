@@ -12,10 +12,9 @@ import xgboost as xgb
 from starlette.requests import Request
 
 from services.datagen import generate
-from services.encoding import FeatureEncoder
 from services.inference_log import read_log
-from services.model import ServiceModel
 from services.schema import frame_to_records
+from services.scoring import ScoringModel
 from services.spec import load_spec
 from serving import app as serving_app
 from serving.api import ServiceApi
@@ -33,9 +32,9 @@ def loaded() -> LoadedModel:
     """Version "7": five trees on generated rows (the replica code does not care)."""
     spec = load_spec(SERVICE)
     matrix = frame_matrix(spec, generate(spec, 300, 1))
-    model = ServiceModel()
-    model.spec, model.encoder = spec, FeatureEncoder(spec)
-    model.booster = xgb.train({"objective": "binary:logistic", "max_depth": 2}, matrix, 5)
+    model = ScoringModel(
+        spec, xgb.train({"objective": "binary:logistic", "max_depth": 2}, matrix, 5)
+    )
     return LoadedModel("7", model, ServiceApi(spec, spec.serving.max_request_rows))
 
 
