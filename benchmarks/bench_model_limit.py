@@ -15,20 +15,17 @@ import logging
 import os
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.pinned_env import pinned_python
 from benchmarks.scratch import scratch_dir
-from services.settings import tool
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 RUNTIMES = HERE / "runtimes"
-REQUIREMENTS = RUNTIMES / "requirements.txt"
-VENV = RUNTIMES / ".venv"
 RESULTS = HERE / "MODEL_LIMIT.md"
 SERVICE = "fraud-detection"
 SIZES = (1, 64)
@@ -37,14 +34,7 @@ SAME_PREDICTIONS = 1e-6  # the largest difference on any row that counts as the 
 
 def runtimes_python() -> Path:
     """The runtimes' interpreter, its environment created or brought to the pinned set."""
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run(
-            [tool("uv"), "venv", "--quiet", "--python", sys.executable, str(VENV)], check=True
-        )
-    install = [tool("uv"), "pip", "install", "--quiet", "--python", str(python), "-r"]
-    subprocess.run([*install, str(REQUIREMENTS)], check=True)
-    return python
+    return pinned_python(RUNTIMES)
 
 
 def bare_onnx_command(booster: Path, port: int, workers: int) -> tuple[list[str], dict[str, str]]:
