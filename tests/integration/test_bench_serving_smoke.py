@@ -16,6 +16,7 @@ from services.datagen import generate
 from services.schema import frame_to_records
 from services.spec import load_spec
 from serving.protocol import RECORDS
+from tests.bench_results import results as bench_results
 
 pytestmark = pytest.mark.integration
 
@@ -58,38 +59,7 @@ def test_baseline_server_under_a_short_wrk_run(registered, repo):
 
 
 def test_report_states_every_target():
-    def entry(name: str, kind: str, connections: int, rate: float) -> dict:
-        run = {"requests_per_s": rate, "p50_ms": 1.0, "p99_ms": 5.0, "non_2xx": 0}
-        return {
-            "name": name,
-            "kind": kind,
-            "does": "-",
-            "connections": connections,
-            "runs": [run | {"cpu_ms_per_request": 1.0}],
-        }
-
-    rows = [
-        entry(n, kind, c, r)
-        for n, kind, r in (
-            ("ours", "ours", 2000.0),
-            ("mlflow", "peer", 500.0),
-            ("bare", "bare", 3000.0),
-        )
-        for c in (1, 16)
-    ]
-    results = {
-        "cores": 2,
-        "realtime": rows,
-        "batch": {"in_process": 1e6, "endpoint": 6e5, "ray_data": 5e5},
-        "pipeline": {
-            "data_init_s": 5,
-            "repro_cold_s": 40,
-            "repro_warm_s": 2,
-            "warm_was_noop": True,
-        },
-        "promote_s": 12.0,
-        "monitor": {"rows": 100_000, "monitor_s": 9, "peak_rss_mib": 700},
-    }
+    results = bench_results()
     text = report(results)
     assert "4.00x the requests/s of the best peer (mlflow; target >= 1.5x: met)" in text
     assert "67% of the requests/s of bare (target >= 90%: missed)" in text

@@ -14,6 +14,7 @@ import pytest
 from services.model_cache import cached_artifacts
 from services.settings import MODEL_CACHE_DIR_ENV, PACKAGE_REPO, TRACKING_URI_ENV
 from tests.models import copying, model_files, packages_imported
+from tests.sources import python_sources
 
 pytestmark = pytest.mark.unit
 
@@ -77,8 +78,7 @@ def test_benchmarks_never_import_the_test_suite():
     Their own environments (`.venv` folders beside a requirements file) are not theirs."""
     offenders = {
         path.name: imports_of_tests(path.read_text())
-        for path in sorted((PACKAGE_REPO / "benchmarks").rglob("*.py"))
-        if ".venv" not in path.relative_to(PACKAGE_REPO).parts
+        for path in python_sources(PACKAGE_REPO / "benchmarks")
     }
     assert not {name: found for name, found in offenders.items() if found}
 

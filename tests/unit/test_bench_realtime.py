@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks import breakdown, realtime
 from benchmarks.load import LoadResult
+from tests.bench_results import realtime_entry
 
 pytestmark = pytest.mark.unit
 
@@ -60,30 +61,16 @@ def test_rounds_go_through_every_server_in_turn_and_resolve_urls_each_round():
     ]
 
 
-def _entry(name: str, kind: str, connections: int, rates: list[float], p50: float, p99: float):
-    runs = [
-        {"requests_per_s": r, "p50_ms": p50, "p99_ms": p99, "non_2xx": 0, "cpu_ms_per_request": 1}
-        for r in rates
-    ]
-    return {
-        "name": name,
-        "kind": kind,
-        "does": f"{name} work",
-        "connections": connections,
-        "runs": runs,
-    }
-
-
 ENTRIES = [
-    _entry("ours", "ours", 1, [900, 1000, 1100], 1.2, 3.0),
-    _entry("ours", "ours", 16, [2600, 2700, 2900], 5.0, 12.0),
-    _entry("direct", "ours-direct", 1, [1100, 1200, 1300], 0.9, 2.0),
-    _entry("bento", "peer", 1, [500, 500, 500], 2.0, 4.0),
-    _entry("bento", "peer", 16, [1000, 1200, 1100], 12.0, 30.0),
-    _entry("kserve", "peer", 1, [600, 600, 600], 1.5, 4.0),
-    _entry("kserve", "peer", 16, [1700, 1800, 1900], 8.0, 20.0),
-    _entry("bare", "bare", 1, [1500, 1500, 1500], 0.6, 1.0),
-    _entry("bare", "bare", 16, [3000, 3000, 3000], 4.0, 9.0),
+    realtime_entry("ours", "ours", 1, [900, 1000, 1100], 1.2, 3.0),
+    realtime_entry("ours", "ours", 16, [2600, 2700, 2900], 5.0, 12.0),
+    realtime_entry("direct", "ours-direct", 1, [1100, 1200, 1300], 0.9, 2.0),
+    realtime_entry("bento", "peer", 1, [500, 500, 500], 2.0, 4.0),
+    realtime_entry("bento", "peer", 16, [1000, 1200, 1100], 12.0, 30.0),
+    realtime_entry("kserve", "peer", 1, [600, 600, 600], 1.5, 4.0),
+    realtime_entry("kserve", "peer", 16, [1700, 1800, 1900], 8.0, 20.0),
+    realtime_entry("bare", "bare", 1, [1500, 1500, 1500], 0.6, 1.0),
+    realtime_entry("bare", "bare", 16, [3000, 3000, 3000], 4.0, 9.0),
 ]
 
 

@@ -14,6 +14,7 @@ import pytest
 from services import inference_log, registry_keys
 from services.settings import PACKAGE_REPO
 from serving import protocol
+from tests.sources import python_sources
 
 pytestmark = pytest.mark.unit
 
@@ -40,6 +41,10 @@ ELSEWHERE = {
     ("variant", "serving/telemetry.py"): "a label of the Prometheus request metrics",
     ("shadow", "services/spec.py"): "a rollout step's mode (the spec loads without pandas)",
     ("canary", "services/spec.py"): "a rollout step's mode (the spec loads without pandas)",
+    ("model", "benchmarks/peer_servers.py"): "the model's name in KServe's and MLServer's URLs",
+    ("instances", "benchmarks/peer_servers.py"): "KServe's V1 protocol",
+    ("predictions", "benchmarks/peer_servers.py"): "KServe's V1 protocol",
+    ("inputs", "benchmarks/peer_servers.py"): "the Open Inference Protocol (V2)",
 }
 
 
@@ -91,7 +96,7 @@ def stray_names(relative: str, source: str, defined: dict[str, set[str]]) -> lis
 
 def library_sources() -> Iterator[tuple[str, str]]:
     for package in PACKAGES:
-        for path in sorted((PACKAGE_REPO / package).rglob("*.py")):
+        for path in python_sources(PACKAGE_REPO / package):
             yield path.relative_to(PACKAGE_REPO).as_posix(), path.read_text()
 
 

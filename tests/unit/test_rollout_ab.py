@@ -11,6 +11,7 @@ from benchmarks.load import LoadResult
 from benchmarks.rollout_ab import NONE, measure_cost, other_version, report_lines, traffic
 from services.inference_log import CANARY, SHADOW
 from serving.routing import RolloutTraffic
+from tests.bench_results import results as bench_results
 
 pytestmark = pytest.mark.unit
 
@@ -104,23 +105,7 @@ def test_report_states_what_a_rollout_costs():
 
 
 def test_the_benchmark_report_has_the_rollout_section_after_the_telemetry_one():
-    rows = [
-        {"name": n, "connections": c, "requests_per_s": 1e3, "p50_ms": 1.0, "p99_ms": 5.0}
-        | {"non_2xx": 0}
-        for n in ("ours", "mlflow", "bare")
-        for c in (1, 16)
-    ]
-    results = {
-        "cores": 2,
-        "realtime": rows,
-        "batch": {"in_process": 1e6, "endpoint": 6e5, "ray_data": 5e5},
-        "pipeline": {"data_init_s": 5, "repro_cold_s": 40, "repro_warm_s": 2}
-        | {"warm_was_noop": True},
-        "promote_s": 12.0,
-        "monitor": {"rows": 100_000, "monitor_s": 9, "peak_rss_mib": 700},
-        "telemetry": {"on": [run(2_850.0)], "off": [run(2_950.0)]},
-        "rollout": COST,
-    }
+    results = bench_results(telemetry={"on": [run(2_850.0)], "off": [run(2_950.0)]}, rollout=COST)
     text = report(results)
     assert text.index("## What request telemetry costs") < text.index("## What a rollout costs")
     assert text.index("## What a rollout costs") < text.index("## Pipeline and operations")
