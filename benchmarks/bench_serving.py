@@ -98,6 +98,12 @@ MLFLOW_DOES = (
     "and predicts through the pyfunc"
 )
 BARE_DOES = "parses the JSON records, encodes, predicts, answers; no validation, no log"
+OURS_SETUP = (
+    f"Ray Serve 2.60, HAProxy ingress; 1-{WORKERS} Realtime replicas (autoscaled, {WORKERS} "
+    "under this load), each one process, XGBoost nthread 1"
+)
+MLFLOW_SETUP = f"`mlflow models serve -w {WORKERS} --env-manager local`"
+BARE_SETUP = f"uvicorn --workers {WORKERS}, XGBoost nthread 1"
 
 
 def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[dict[str, Any]]:
@@ -118,6 +124,7 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[di
             lambda: f"{get_settings().serve_url}/{SERVICE}/predict",
             body,
             OURS_DOES,
+            OURS_SETUP,
             "ours",
             warmup_s=WARMUP_S,  # steady state first: replicas scaled up
         ),
@@ -126,6 +133,7 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[di
             lambda: realtime_bench.replica_url(SERVICE, "predict", Path(HAPROXY_STATE_DIR)),
             body,
             OURS_DOES,
+            "the same replicas, one reached on its own HTTP port (no ingress)",
             "ours-direct",
             connections=(1,),  # one of the replicas: half the capacity at 16
         ),
@@ -141,14 +149,18 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[di
         mlflow_url = f"http://127.0.0.1:{port}/invocations"
         targets.append(
             realtime_bench.Target(
-                "mlflow models serve", lambda url=mlflow_url: url, mlflow_body, MLFLOW_DOES, "peer"
+                "mlflow models serve",
+                lambda url=mlflow_url: url,
+                mlflow_body,
+                MLFLOW_DOES,
+                MLFLOW_SETUP,
             )
         )
         for peer in peer_servers.PEERS:
             url = running.enter_context(peer_servers.running(peer, booster, free_port()))
             targets.append(
                 realtime_bench.Target(
-                    peer.name, lambda url=url: url, peer.body(row), peer.per_request
+                    peer.name, lambda url=url: url, peer.body(row), peer.per_request, peer.setup
                 )
             )
         port = free_port()
@@ -165,6 +177,7 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[di
                 lambda url=bare_url: url,
                 body,
                 BARE_DOES,
+                BARE_SETUP,
                 "bare",
             )
         )
@@ -177,7 +190,8 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[di
                 "bare starlette + ONNX Runtime (the model's limit)",
                 lambda url=onnx_url: url,
                 body,
-                BARE_DOES + "; the booster converted to ONNX",
+                BARE_DOES + "; the booster converted to ONNX (onnxmltools)",
+                BARE_SETUP.replace("XGBoost nthread 1", "ONNX Runtime, one thread"),
                 "limit",
             )
         )
@@ -502,16 +516,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"comma-separated, of {','.join(SECTIONS)}: measure these, keep the others' "
         "figures from the output folder's results.json",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: write RESULTS.md and the plot again from results.json",
+    )
     args = parser.parse_args(argv)
     if unknown := set(args.sections) - set(SECTIONS):
         parser.error(f"unknown sections: {', '.join(sorted(unknown))} (of {', '.join(SECTIONS)})")
     stored = args.output / "results.json"
-    kept = {} if set(args.sections) == set(SECTIONS) else json.loads(stored.read_text())
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
-        measured = run(Path(tmp), args.duration, args.rows, args.monitor_rows, args.sections)
-    results = kept | measured
+    everything = set(args.sections) == set(SECTIONS) and not args.report_only
+    results = {} if everything else json.loads(stored.read_text())
+    if not args.report_only:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+            results |= run(Path(tmp), args.duration, args.rows, args.monitor_rows, args.sections)
     args.output.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(results, indent=2) + "\n")
     (args.output / "RESULTS.md").write_text(report(results) + "\n\n![latency](latency.png)\n")

@@ -37,6 +37,7 @@ class Target:
     url: Callable[[], str]
     body: str
     does: str  # what it does per request, stated next to its figures
+    setup: str  # its processes and settings (the CPU budget it gets)
     kind: str = "peer"  # "ours", "ours-direct", "peer", "bare" or "limit"
     connections: tuple[int, ...] = CONNECTIONS
     warmup_s: int = PEER_WARMUP_S
@@ -78,6 +79,7 @@ def measure(
             "name": t.name,
             "kind": t.kind,
             "does": t.does,
+            "setup": t.setup,
             "connections": c,
             "runs": runs[(t.name, c)],
         }
@@ -144,8 +146,12 @@ def report_lines(entries: list[dict[str, Any]]) -> list[str]:
         f"- 1 connection: p50 {p50:.2f}x the bare server's (target <= {P50_RATIO}x: "
         f"{_verdict(p50 <= P50_RATIO)}).",
         "",
-        "| server | what it does per request |",
-        "| --- | --- |",
+        "| server | processes and settings | what it does per request |",
+        "| --- | --- | --- |",
     ]
-    lines += [f"| {e['name']} | {e['does']} |" for e in entries if e["connections"] == 1]
+    lines += [
+        f"| {e['name']} | {e.get('setup', '-')} | {e['does']} |"
+        for e in entries
+        if e["connections"] == 1
+    ]
     return lines

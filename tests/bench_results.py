@@ -17,6 +17,7 @@ def realtime_entry(
         "name": name,
         "kind": kind,
         "does": f"{name} work",
+        "setup": f"{name} setup",
         "connections": connections,
         "runs": runs,
     }

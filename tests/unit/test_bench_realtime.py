@@ -41,8 +41,8 @@ def test_rounds_go_through_every_server_in_turn_and_resolve_urls_each_round():
         return LoadResult(name, connections, 100.0 * len(calls), 1.0, 2.0, 0, 0.5)
 
     targets = [
-        realtime.Target("a", lambda: next(urls), "{}", "x", "ours", warmup_s=30),
-        realtime.Target("b", lambda: "ub", "{}", "y", connections=(1,)),
+        realtime.Target("a", lambda: next(urls), "{}", "x", "x setup", "ours", warmup_s=30),
+        realtime.Target("b", lambda: "ub", "{}", "y", "y setup", connections=(1,)),
     ]
     entries = realtime.measure(targets, 10, rounds=3, load=load)
     names = [(name, url, c, s) for name, url, c, s in calls]
@@ -81,7 +81,8 @@ def test_the_table_shows_medians_with_the_spread_and_states_each_target():
     assert "90% of the requests/s of bare (target >= 90%: met)" in text
     assert "p99 1.33x its p99 (target <= 1.2x: missed)" in text
     assert "p50 2.00x the bare server's (target <= 1.5x: missed)" in text
-    assert "| bento | bento work |" in text and text.count("| ours | ours work |") == 1
+    assert "| bento | bento setup | bento work |" in text
+    assert text.count("| ours | ours setup | ours work |") == 1
 
 
 def test_the_breakdown_splits_the_p50_into_ingress_steps_and_framework():

@@ -33,3 +33,14 @@ def test_a_subset_of_sections_keeps_the_stored_figures_of_the_others(monkeypatch
     assert calls == [["durability"]]
     assert '"monitor"' in stored and '"durability"' in stored
     assert (tmp_path / "RESULTS.md").read_text().startswith("['batch', 'cores', 'durability'")
+
+
+def test_report_only_measures_nothing_and_writes_the_report_from_the_stored_figures(
+    monkeypatch, tmp_path
+):
+    (tmp_path / "results.json").write_text('{"cores": 2}')
+    monkeypatch.setattr(bench_serving, "run", lambda *args: pytest.fail("measured"))
+    monkeypatch.setattr(bench_serving, "report", lambda results: f"report of {sorted(results)}")
+    monkeypatch.setattr(bench_serving, "plot", lambda results, path: None)
+    assert bench_serving.main(["--report-only", "--output", str(tmp_path)]) == 0
+    assert (tmp_path / "RESULTS.md").read_text().startswith("report of ['cores']")
