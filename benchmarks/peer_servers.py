@@ -225,11 +225,9 @@ PEERS: tuple[Peer, ...] = (
             "serves HTTP from one process whatever the setting; parallel_workers only moves "
             "inference into a pool of processes fed through multiprocessing queues (request "
             "and response pickled per call). With a booster this cheap the HTTP process is the "
-            "bottleneck and the hop costs more than the pool spreads: on the 2-core machine, "
-            "a 61-tree booster on 30 features, 16 connections, 1,270 requests/s with 0 against "
-            "700 with 1, 470 with 2 and 580 with 3 (1.6 against 2.8-4.2 ms of machine CPU per "
-            "request), so inference stays in the server process: one process, the best "
-            "MLServer does with 2 cores for this model. "
+            "bottleneck and the hop costs more than the pool spreads (fewer requests/s with "
+            "1, 2 or 3 pool workers than with 0 on 2 cores), so inference stays in the server "
+            "process: the best MLServer does with 2 cores for this model. "
             "uvloop 0.21 (MLServer 1.7.1's pool workers fail on uvloop >= 0.22); xgboost 3.2.0."
         ),
         wire=V2,
