@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps data demo test reliability lint stack-up stack-down repro bench bench-model-limit clean
+.PHONY: install system-deps data demo test reliability lint stack-up stack-down repro bench bench-model-limit bench-replica-start clean
 
 install: $(BIN)/mlops system-deps actionlint data ## .venv from uv.lock, Debian's haproxy, wrk and postgresql when possible, the training data
 
@@ -153,6 +153,9 @@ act-rollout: $(BIN)/mlops ## rollout.yml on schedule: analyse and step every rol
 bench: install ## serving and pipeline benchmarks side by side -> benchmarks/RESULTS.md
 	@command -v wrk >/dev/null || { echo "error: wrk is needed (apt-get install wrk)"; exit 1; }
 	$(BIN)/python -m benchmarks.bench_serving
+
+bench-replica-start: install ## a replica's imports and model loading against the bare floor -> benchmarks/REPLICA_START.md
+	$(BIN)/python -m benchmarks.replica_start
 
 bench-model-limit: install ## one booster's latency per runtime (XGBoost, ONNX Runtime, TL2cgen) -> benchmarks/MODEL_LIMIT.md
 	$(BIN)/python -m benchmarks.bench_model_limit

@@ -35,6 +35,8 @@ from pathlib import Path
 
 from benchmarks.scratch import scratch_dir
 
+RESULTS = Path(__file__).resolve().parent / "REPLICA_START.md"
+MAX_RATIO = 1.5  # a replica's own start-up: at most 1.5x the bare floor's
 SERVICE = "fraud-detection"
 VERSION = "1"
 TREES = 200
@@ -203,13 +205,42 @@ def table(figures: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def markdown(figures: dict[str, dict[str, dict[str, float]]]) -> str:
+    """REPLICA_START.md: what is measured, the table, and the replica against the floor."""
+    intro = (__doc__ or "").split("\n\n", 1)[1].strip()
+    lines = [
+        "# Replica start-up",
+        "",
+        f"Written by `make bench-replica-start` (`python -m benchmarks.replica_start`) on a "
+        f"machine with {os.cpu_count()} cores. A replica's own part of its start: the "
+        "imports and model loading before its first answer, in fresh processes.",
+        "",
+        intro,
+        "",
+        table(figures),
+    ]
+    if {"baseline", "replica"} <= figures.keys():
+        lines.append("")
+        for part in ("process", "process CPU"):
+            ratio = figures["replica"][part]["median"] / figures["baseline"][part]["median"]
+            verdict = "met" if ratio <= MAX_RATIO else "missed"
+            lines.append(
+                f"- replica against the bare floor, {part}: {ratio:.2f}x (target <= "
+                f"{MAX_RATIO}x: {verdict})."
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--case", action="append", help="only this case (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()
-    print(table(measure(args.case, args.rounds, keep=args.keep)))
+    text = markdown(measure(args.case, args.rounds, keep=args.keep))
+    if not args.case:  # a subset of the cases is a look, not the document
+        RESULTS.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
