@@ -360,16 +360,14 @@ def run(
 DEFAULTS = """## Why the serving defaults are what they are
 
 - **Ingress: Ray Serve's HAProxy ingress with `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`** (set by
-  `mlops stack up`). The Python HTTP proxy is a second Python hop per request and caps a
-  2-core machine near 450 requests/s; HAProxy forwards straight to the replica's own HTTP
-  server, and the throughput mode runs user code on the replica's event loop (no thread hop)
-  and talks gRPC between deployments (the `/batch` hand-over).
+  `mlops stack up`). The Python HTTP proxy is a second Python hop per request; HAProxy
+  forwards straight to the replica's own HTTP server, and the throughput mode runs user code on
+  the replica's event loop (no thread hop) and talks gRPC between deployments (the `/batch`
+  hand-over).
 - **Replicas at nice 0, no access line per real-time request, no HAProxy ingress metrics**:
-  Ray's workers start at nice 15 (any busy nice-0 process preempts them), its access line cost
-  about a third of a replica's CPU per request (the inference log records every row anyway),
-  and HAProxy's per-request metrics log, parsed in Python, 8% of the machine's. Together with
-  the inference log flushed straight to Arrow: ~1,900 -> ~2,900 requests/s and p99 40-80 ->
-  14-16 ms at 16 connections (A/B table in docs/SERVING.md).
+  Ray's workers start at nice 15 (any busy nice-0 process preempts them), its access line is a
+  large share of a replica's CPU per request (the inference log records every row anyway), and
+  HAProxy's per-request metrics log is parsed in Python (A/B table in docs/SERVING.md).
 - **`@serve.batch(max_batch_size=64, batch_wait_timeout_s=0)`**: requests already queued are
   scored in one `inplace_predict` call; none waits for company, since any wait adds straight to
   single-connection latency.
