@@ -171,7 +171,9 @@ KSERVE_SETUP = (
 )
 KSERVE_PER_REQUEST = (
     "FastAPI parses the JSON body{parse}, KServe's get_predict_input turns it into a numpy "
-    "array, xgbserver's predict builds an xgb.DMatrix (nthread 1) and calls Booster.predict, "
+    "array, xgbserver's predict builds an xgb.DMatrix (nthread 1; given the booster's feature "
+    "names and types, which xgbserver's own code omits and this booster requires) and calls "
+    "Booster.predict, "
     "and get_predict_response encodes {reply}; its Prometheus histograms and timing "
     "middleware stay on, its access and latency log lines are off."
 )

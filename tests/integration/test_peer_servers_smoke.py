@@ -1,5 +1,6 @@
-"""Each peer server on a tiny booster: its environment made, the same predictions as the
-booster in-process, and a short wrk run without errors. Needs no MLflow or Ray."""
+"""Each peer server on a small fraud-detection booster (named features, categoricals marked as
+training marks them): its environment made, the same predictions as the booster in-process,
+and a short wrk run without errors. Needs no MLflow or Ray."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ import xgboost as xgb
 from benchmarks.load import run_wrk
 from benchmarks.peer_servers import PEERS, peer_python, running
 from mlops.sandbox import free_port
+from services.datagen import generate
+from services.encoding import FeatureEncoder
+from services.registry_keys import BOOSTER_ARTIFACT
+from services.spec import load_spec
+from tests.models import model_files
 
 pytestmark = pytest.mark.integration
 
@@ -20,15 +26,11 @@ JSON = {"content-type": "application/json"}
 
 @pytest.fixture(scope="module")
 def booster(tmp_path_factory):
-    """A binary:logistic booster on 5 random features, saved as .ubj, and rows to score."""
-    rng = np.random.default_rng(7)
-    features = rng.random((400, 5), dtype=np.float32)
-    labels = (features[:, 0] + features[:, 1] * features[:, 2] > 0.7).astype(int)
-    params = {"objective": "binary:logistic", "nthread": 1, "max_depth": 3}
-    trained = xgb.train(params, xgb.DMatrix(features, label=labels), num_boost_round=12)
-    path = tmp_path_factory.mktemp("peers") / "model.ubj"
-    trained.save_model(path)
-    return path, trained, features[:5]
+    """A fraud-detection booster file, the booster, and encoded rows to score."""
+    spec = load_spec("fraud-detection")
+    path = model_files(tmp_path_factory.mktemp("peers"), trees=20)[BOOSTER_ARTIFACT]
+    rows = FeatureEncoder(spec).encode_frame(generate(spec, 5, 11)[spec.feature_names])
+    return path, xgb.Booster(model_file=path), np.asarray(rows, dtype=np.float32)
 
 
 @pytest.mark.parametrize("folder", sorted({peer.folder for peer in PEERS}))

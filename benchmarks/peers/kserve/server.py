@@ -44,7 +44,14 @@ class XGBoostModel(kserve.Model):
         self, payload: dict | InferRequest, headers: dict[str, str] | None = None
     ) -> dict | InferResponse:
         try:
-            dmatrix = xgb.DMatrix(get_predict_input(payload), nthread=self.nthread)
+            dmatrix = xgb.DMatrix(
+                get_predict_input(payload),
+                nthread=self.nthread,
+                # a booster trained on named (and categorical) features checks them
+                feature_names=self._booster.feature_names,
+                feature_types=self._booster.feature_types,
+                enable_categorical=True,
+            )
             result = self._booster.predict(dmatrix)
             return get_predict_response(payload, result, self.name)
         except Exception as error:
