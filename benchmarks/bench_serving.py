@@ -426,8 +426,9 @@ def report(results: dict[str, Any]) -> str:
             f"`mlops batch-score` scored {b.get('ray_data_rows', 0):,} rows "
             f"({RAY_DATA_COPIES} Parquet files). "
             f"It pays a fixed {b['ray_data_fixed_s']:.1f} s whatever the input (driver "
-            "connection, Ray Data's worker processes, the scorer actor importing MLflow and "
-            f"loading the model: the same command on {RAY_DATA_SMALL_ROWS:,} rows); beyond it, "
+            "connection, Ray Data's worker processes, the scorer actors starting and loading "
+            "the model from the node's model cache: the same command on "
+            f"{RAY_DATA_SMALL_ROWS:,} rows); beyond it, "
             "it scores "
             f"{b['ray_data_after_start_up']:,.0f} rows/s "
             f"({b['ray_data_after_start_up'] / b['in_process']:.0%} of in-process).",
