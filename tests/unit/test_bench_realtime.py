@@ -81,6 +81,7 @@ def test_the_table_shows_medians_with_the_spread_and_states_each_target():
     assert "90% of the requests/s of bare (target >= 90%: met)" in text
     assert "p99 1.33x its p99 (target <= 1.2x: missed)" in text
     assert "p50 2.00x the bare server's (target <= 1.5x: missed)" in text
+    assert "What bounds a missed target is measured below" in text
     assert "| bento | bento setup | bento work |" in text
     assert text.count("| ours | ours setup | ours work |") == 1
 
@@ -93,3 +94,13 @@ def test_the_breakdown_splits_the_p50_into_ingress_steps_and_framework():
     assert "| 700 |" in rows["replica framework, HTTP and client (the rest)"]
     assert "**1200**" in rows["p50 through the ingress"]
     assert breakdown.report_lines(None, ENTRIES) == []  # results of runs before it existed
+
+
+def test_no_pointer_to_what_bounds_the_targets_when_every_target_is_met():
+    at_bare = [
+        realtime_entry("ours", "ours", 1, [1500], 0.6, 1.0),
+        realtime_entry("ours", "ours", 16, [3000], 4.0, 9.0),
+        *(e for e in ENTRIES if e["kind"] == "bare"),
+    ]
+    text = "\n".join(realtime.report_lines(at_bare))
+    assert "missed" not in text and "What bounds a missed target" not in text
