@@ -22,9 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,12 @@ import pandas as pd
 
 from benchmarks import ab, breakdown, durability_ab, rollout_ab, telemetry_ab
 from benchmarks import realtime as realtime_bench
+from benchmarks.servers import BIN, server
 from serving.protocol import DF_RECORDS, RECORDS
 
 log = logging.getLogger(__name__)
 SERVICE = "fraud-detection"
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 WORKERS = 2  # every server gets the machine's 2 cores: 2 processes/replicas each
 RAY_DATA_COPIES = 5  # batch-score reads 5 files of the batch rows: start-up cost amortized
 RAY_DATA_SMALL_ROWS = 1_000  # batch-score on this few rows measures its fixed start-up
@@ -49,43 +48,6 @@ SECTIONS = ("realtime", "telemetry", "rollout", "durability", "batch", "monitor"
 BATCH_ENDPOINT_SHARE = 0.75  # /batch: rows/s >= 75% of in-process
 BATCH_SCORE_SHARE = 0.5  # `mlops batch-score` as a whole command on 5M rows: >= 50%
 WARMUP_S = 30  # > upscale_delay_s + a replica's start-up: autoscaling has settled before measuring
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not come up (exit code {process.poll()})")
-
-
-@contextmanager
-def server(command: list[str], health_url: str, env: dict[str, str]) -> Iterator[None]:
-    """A server process (the venv's tools on its PATH) for the duration of a measurement."""
-    path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            command,
-            env=os.environ | env | {"PATH": path},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            _wait_http(health_url, process)
-            yield
-        except TimeoutError:
-            output.seek(0)
-            log.error("%s output:\n%s", command[0], output.read().decode()[-3000:])
-            raise
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, 15)
-            process.wait(timeout=30)
 
 
 OURS_DOES = (
@@ -139,22 +101,28 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[di
         ),
     ]
     with contextlib.ExitStack() as running:
+
+        def started(
+            command: list[str], url: str, env: dict[str, str], health_url: str = "", **target: Any
+        ) -> None:
+            """Start a server for the whole measurement and load it as `target` says."""
+            running.enter_context(server(command, health_url or url, env))
+            targets.append(realtime_bench.Target(url=lambda: url, **target))
+
         port = free_port()
-        mlflow_cmd = [
-            *(str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{SERVICE}/{version}"),
-            *("--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(WORKERS)),
-        ]
-        running.enter_context(server(mlflow_cmd, f"http://127.0.0.1:{port}/ping", {}))
-        mlflow_body = json.dumps({DF_RECORDS: records})
-        mlflow_url = f"http://127.0.0.1:{port}/invocations"
-        targets.append(
-            realtime_bench.Target(
-                "mlflow models serve",
-                lambda url=mlflow_url: url,
-                mlflow_body,
-                MLFLOW_DOES,
-                MLFLOW_SETUP,
-            )
+        started(
+            [
+                *(str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{SERVICE}/{version}"),
+                *("--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)),
+                *("-w", str(WORKERS)),
+            ],
+            f"http://127.0.0.1:{port}/invocations",
+            {},
+            health_url=f"http://127.0.0.1:{port}/ping",
+            name="mlflow models serve",
+            body=json.dumps({DF_RECORDS: records}),
+            does=MLFLOW_DOES,
+            setup=MLFLOW_SETUP,
         )
         for peer in peer_servers.PEERS:
             url = running.enter_context(peer_servers.running(peer, booster, free_port()))
@@ -164,37 +132,32 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[di
                 )
             )
         port = free_port()
-        bare_cmd = [
-            *(str(BIN / "uvicorn"), "benchmarks.bare_server:app", "--host", "127.0.0.1"),
-            *("--port", str(port), "--workers", str(WORKERS), "--log-level", "warning"),
-        ]
-        bare_env = {"MLOPS_BENCH_BOOSTER": str(booster), "MLOPS_BENCH_SERVICE": SERVICE}
-        bare_url = f"http://127.0.0.1:{port}/predict"
-        running.enter_context(server(bare_cmd, bare_url, bare_env))
-        targets.append(
-            realtime_bench.Target(
-                "bare starlette + inplace_predict",
-                lambda url=bare_url: url,
-                body,
-                BARE_DOES,
-                BARE_SETUP,
-                "bare",
-            )
+        started(
+            [
+                *(str(BIN / "uvicorn"), "benchmarks.bare_server:app", "--host", "127.0.0.1"),
+                *("--port", str(port), "--workers", str(WORKERS), "--log-level", "warning"),
+            ],
+            f"http://127.0.0.1:{port}/predict",
+            {"MLOPS_BENCH_BOOSTER": str(booster), "MLOPS_BENCH_SERVICE": SERVICE},
+            name="bare starlette + inplace_predict",
+            body=body,
+            does=BARE_DOES,
+            setup=BARE_SETUP,
+            kind="bare",
         )
         port = free_port()
-        onnx_cmd, onnx_env = bare_onnx_command(booster, port, WORKERS)
-        onnx_url = f"http://127.0.0.1:{port}/predict"
-        running.enter_context(server(onnx_cmd, onnx_url, onnx_env))
-        targets.append(
-            realtime_bench.Target(
-                "bare starlette + ONNX Runtime (the model's limit)",
-                lambda url=onnx_url: url,
-                body,
-                BARE_DOES + "; the booster converted to ONNX (onnxmltools)",
-                BARE_SETUP.replace("XGBoost nthread 1", "ONNX Runtime, one thread"),
-                "limit",
-            )
+        onnx_command, onnx_env = bare_onnx_command(booster, port, WORKERS)
+        started(
+            onnx_command,
+            f"http://127.0.0.1:{port}/predict",
+            onnx_env,
+            name="bare starlette + ONNX Runtime (the model's limit)",
+            body=body,
+            does=BARE_DOES + "; the booster converted to ONNX (onnxmltools)",
+            setup=BARE_SETUP.replace("XGBoost nthread 1", "ONNX Runtime, one thread"),
+            kind="limit",
         )
+        return realtime_bench.measure(targets, duration_s)
         return realtime_bench.measure(targets, duration_s)
 
 

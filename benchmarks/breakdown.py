@@ -47,7 +47,7 @@ def stage_costs_us(service: str, version: str, body: str, calls: int = CALLS) ->
         "answer (row ids, JSON)": _mean_us(
             lambda: orjson.dumps(served.api.predictions(raw, row_ids(key, 1))), calls
         ),
-        "inference log append (`os`)": durability_ab.append_cost_us(row, calls)["os"],
+        "inference log append (`os`)": durability_ab.append_cost_us(row, calls, ("os",))["os"],
     }
 
 

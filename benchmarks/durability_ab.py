@@ -68,14 +68,16 @@ def logged_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def append_cost_us(row: dict[str, Any], appends: int = 20_000) -> dict[str, float]:
+def append_cost_us(
+    row: dict[str, Any], appends: int = 20_000, levels: tuple[str, ...] = LEVELS
+) -> dict[str, float]:
     """Per durability level, the microseconds one request's append of `row` takes in-process
     (what the write-ahead step adds per request, without the machine's noise around it)."""
     from services.inference_log import PREDICTIONS_KIND
     from serving.log_writer import InferenceLogWriter
 
     costs = {}
-    for level in LEVELS:
+    for level in levels:
         count = appends // 20 if level == "fsync" else appends  # each waits for the disk
         with tempfile.TemporaryDirectory(prefix="bench-wal-") as folder:
             writer = InferenceLogWriter(

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from benchmarks.pinned_env import pinned_python
+from benchmarks.servers import server
 
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 WORKERS = 2  # one process per core of the benchmark machine, as the other servers get
@@ -263,8 +264,6 @@ def running(peer: Peer, booster: Path, port: int) -> Iterator[str]:
     """The peer serving `booster` on 127.0.0.1:`port` with its workers, until it predicts;
     yields the predict URL; the whole process group is stopped afterwards."""
     import xgboost as xgb
-
-    from benchmarks.bench_serving import server  # bench_serving imports this module
 
     peer_python(peer)
     url = f"http://{HOST}:{port}{peer.path}"

@@ -15,8 +15,8 @@ import pytest
 import xgboost as xgb
 
 from benchmarks.bench_model_limit import SAME_PREDICTIONS, bare_onnx_command
-from benchmarks.bench_serving import server
 from benchmarks.load import run_wrk
+from benchmarks.servers import server
 from mlops.sandbox import free_port
 from services.datagen import generate
 from services.encoding import FeatureEncoder

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_serving import report, server
+from benchmarks.bench_serving import report
 from benchmarks.load import parse_wrk, run_wrk
+from benchmarks.servers import server
 from benchmarks.telemetry_ab import report_lines
 from mlops.sandbox import free_port
 from services.datagen import generate

@@ -44,3 +44,35 @@ def test_report_only_measures_nothing_and_writes_the_report_from_the_stored_figu
     monkeypatch.setattr(bench_serving, "plot", lambda results, path: None)
     assert bench_serving.main(["--report-only", "--output", str(tmp_path)]) == 0
     assert (tmp_path / "RESULTS.md").read_text().startswith("report of ['cores']")
+
+
+def test_realtime_loads_each_server_it_starts_at_its_own_url(monkeypatch, tmp_path):
+    import contextlib
+    import json
+
+    from benchmarks import bench_model_limit, peer_servers, realtime
+
+    started = []
+    ports = iter(range(9001, 9100))
+    monkeypatch.setattr("mlops.sandbox.free_port", lambda: next(ports))
+    monkeypatch.setattr(
+        bench_serving,
+        "server",
+        lambda command, health, env: started.append(health) or contextlib.nullcontext(),
+    )
+    monkeypatch.setattr(peer_servers, "PEERS", ())
+    monkeypatch.setattr(bench_model_limit, "bare_onnx_command", lambda b, p, w: (["onnx"], {}))
+    monkeypatch.setattr(realtime, "measure", lambda targets, seconds: targets)
+    body = json.dumps({"records": [{"amount": 1.0}]})
+    targets = bench_serving.realtime(body, tmp_path / "model.ubj", "1", 1)
+    urls = {t.name: t.url() for t in targets if t.kind not in ("ours", "ours-direct")}
+    assert urls == {
+        "mlflow models serve": "http://127.0.0.1:9001/invocations",
+        "bare starlette + inplace_predict": "http://127.0.0.1:9002/predict",
+        "bare starlette + ONNX Runtime (the model's limit)": "http://127.0.0.1:9003/predict",
+    }
+    assert started == [
+        "http://127.0.0.1:9001/ping",
+        "http://127.0.0.1:9002/predict",
+        "http://127.0.0.1:9003/predict",
+    ]
