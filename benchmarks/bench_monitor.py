@@ -103,8 +103,7 @@ def _train_and_promote(tmp: Path) -> None:
 
     from monitoring.production import mark_promoted
     from services.datagen import generate
-    from services.encoding import FeatureEncoder
-    from services.model import ServiceModel, prediction_frame, signature_from_spec
+    from services.model import ServiceModel, signature_from_spec
     from services.registry import PRODUCTION, connect
     from services.registry_keys import (
         BOOSTER_ARTIFACT,
@@ -113,17 +112,17 @@ def _train_and_promote(tmp: Path) -> None:
         SPEC_ARTIFACT,
         metric_tag,
     )
+    from services.scoring import ScoringModel
     from services.spec import SPEC_FILE, load_spec
     from training.train import frame_matrix
 
     spec = load_spec(SERVICE)
     client = connect()
     data = generate(spec, 20_000, seed=1)
-    encoder = FeatureEncoder(spec)
     booster = xgb.train(spec.model.params, frame_matrix(spec, data), num_boost_round=100)
     booster.save_model(tmp / "model.ubj")
     reference = data.sample(5_000, random_state=0).reset_index(drop=True)
-    outputs = prediction_frame(spec, booster.inplace_predict(encoder.encode_frame(reference)))
+    outputs = ScoringModel(spec, booster).predict_frame(reference)
     reference_path = tmp / Path(REFERENCE_ARTIFACT).name
     reference.join(outputs).to_parquet(reference_path)
     mlflow.set_experiment(SERVICE)

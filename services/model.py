@@ -16,7 +16,6 @@ import pandas as pd
 from services.inference_log import PREDICTION, PROBABILITY
 from services.registry_keys import BOOSTER_ARTIFACT, SPEC_ARTIFACT
 from services.scoring import ScoringModel
-from services.scoring import prediction_frame as prediction_frame  # still imported from here
 from services.spec import ServiceSpec
 
 
