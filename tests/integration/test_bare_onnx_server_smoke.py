@@ -20,22 +20,20 @@ from benchmarks.servers import server
 from mlops.sandbox import free_port
 from services.datagen import generate
 from services.encoding import FeatureEncoder
+from services.registry_keys import BOOSTER_ARTIFACT
 from services.schema import frame_to_records
 from services.spec import load_spec
 from serving.protocol import PREDICTIONS, RECORDS
-from training.train import frame_matrix
+from tests.models import model_files
 
 pytestmark = pytest.mark.integration
 SPEC = load_spec("fraud-detection")
-PARAMS = {"objective": "binary:logistic", "max_depth": 4, "nthread": 1, "seed": 7}
 
 
 @pytest.fixture(scope="module")
 def booster(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small booster on generated rows, categoricals marked as training marks them."""
-    path = tmp_path_factory.mktemp("onnx") / "model.ubj"
-    xgb.train(PARAMS, frame_matrix(SPEC, generate(SPEC, 2_000, 5)), 20).save_model(path)
-    return path
+    return model_files(tmp_path_factory.mktemp("onnx"), trees=20)[BOOSTER_ARTIFACT]
 
 
 @pytest.fixture(scope="module")
