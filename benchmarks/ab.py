@@ -35,8 +35,8 @@ class Setting:
 
 @dataclass(frozen=True)
 class Load:
-    """What every side of an A/B is measured with: `body` POSTed to `url`, a warm-up of
-    `warmup_s` then `duration_s` measured, `rounds` times."""
+    """What every side of an A/B is measured with: `body` POSTed to `url` over `connections`,
+    a warm-up of `warmup_s` then `duration_s` measured, `rounds` times."""
 
     url: str
     body: str
@@ -44,9 +44,10 @@ class Load:
     warmup_s: int
     rounds: int = ROUNDS
     measure: Measure = run_wrk
+    connections: int = CONNECTIONS
 
     def run(self, name: str, seconds: int) -> LoadResult:
-        return self.measure(name, self.url, self.body, CONNECTIONS, seconds)
+        return self.measure(name, self.url, self.body, self.connections, seconds)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from benchmarks import ab, breakdown, durability_ab, rollout_ab, telemetry_ab
+from benchmarks import ab, breakdown, durability_ab, rollout_ab, runtime_ab, telemetry_ab
 from benchmarks import realtime as realtime_bench
 from benchmarks.servers import BIN, server
 from serving.protocol import DF_RECORDS, RECORDS
@@ -44,7 +44,7 @@ RAY_DATA_COPIES = 5  # batch-score reads 5 files of the batch rows: start-up cos
 RAY_DATA_SMALL_ROWS = 1_000  # batch-score on this few rows measures its fixed start-up
 BATCH_CLIENTS = 2  # the Batch deployment's max_ongoing_requests: upload overlaps scoring
 # what `--sections` can choose; the pipeline and the promotion, the set-up, are always measured
-SECTIONS = ("realtime", "telemetry", "rollout", "durability", "batch", "monitor")
+SECTIONS = ("realtime", "runtime", "telemetry", "rollout", "durability", "batch", "monitor")
 BATCH_ENDPOINT_SHARE = 0.75  # /batch: rows/s >= 75% of in-process
 BATCH_SCORE_SHARE = 0.5  # `mlops batch-score` as a whole command on 5M rows: >= 50%
 WARMUP_S = 30  # > upscale_delay_s + a replica's start-up: autoscaling has settled before measuring
@@ -287,6 +287,13 @@ def run(
             booster = repo / "models" / SERVICE / "model.ubj"
             results["realtime"] = realtime(body, booster, version, duration_s)
             results["breakdown"] = breakdown.stage_costs_us(SERVICE, version, body)
+        if "runtime" in sections:
+            log.info("replicas' runtime: %s, alternating", ", ".join(runtime_ab.RUNTIMES))
+            health_url = f"{settings.serve_url}/{SERVICE}/health"
+            results["runtime"] = {
+                key: [asdict(r) for r in runs]
+                for key, runs in runtime_ab.measure_cost(load, health_url).items()
+            }
         if "telemetry" in sections:
             log.info("request telemetry: off and on, alternating")
             cost = telemetry_ab.measure_cost(predict_url, body, duration_s, WARMUP_S)
@@ -414,6 +421,7 @@ def report(results: dict[str, Any]) -> str:
             f"{cores * 1000 / cpu['bare']:,.0f}: the gap is Ray Serve's per-request work, not "
             "the model (the same `inplace_predict` call in both).",
         ]
+    lines += runtime_ab.report_lines(results.get("runtime"))
     lines += telemetry_ab.report_lines(results.get("telemetry"))
     lines += rollout_ab.report_lines(results.get("rollout"))
     lines += durability_ab.report_lines(

@@ -1,15 +1,16 @@
 """The node-local cache of registered versions: what replicas and batch scorers load from.
 
-A version's entry, `<model_cache_dir>/<registry>/<service>/<version>/`, holds its two
-artifacts (the booster and the spec it was trained with) and `artifacts.json`, which names
-their files; `<registry>` is a digest of the tracking URI (the embedded and the production
-stack each have a version 1). A hit reads these files only: no MLflow import, no unpickling.
-A miss downloads the two artifacts through MLflow (imported then, and only then) into a
-temporary folder beside the entry, flushes it to the disk and renames it into place: a process
-killed during a download leaves no entry (only a `.partial-*` folder), and of replicas filling
-one entry at once the first rename wins. A registered version's artifacts never change, so an
-entry is never refreshed: a registry rebuilt from scratch at the same URI (its versions numbered
-from 1 again) needs the cache folder removed with it (`make clean` removes both).
+A version's entry, `<model_cache_dir>/<registry>/<service>/<version>/`, holds its artifacts
+(the booster, the spec it was trained with, and the booster's ONNX conversion when registration
+kept one) and `artifacts.json`, which names their files; `<registry>` is a digest of the
+tracking URI (the embedded and the production stack each have a version 1). A hit reads these
+files only: no MLflow import, no unpickling. A miss downloads the artifacts through MLflow
+(imported then, and only then) into a temporary folder beside the entry, flushes it to the
+disk and renames it into place: a process killed during a download leaves no entry (only a
+`.partial-*` folder), and of replicas filling one entry at once the first rename wins. A
+registered version's artifacts never change, so an entry is never refreshed: a registry rebuilt
+from scratch at the same URI (its versions numbered from 1 again) needs the cache folder
+removed with it (`make clean` removes both).
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from services.registry_keys import BOOSTER_ARTIFACT, SPEC_ARTIFACT
+from services.registry_keys import BOOSTER_ARTIFACT, ONNX_ARTIFACT, SPEC_ARTIFACT
 from services.scoring import ScoringModel
 from services.settings import get_settings
 
 log = logging.getLogger(__name__)
-#: The artifacts an entry holds: all a `ScoringModel` is loaded from.
+#: The artifacts every entry holds: what a `ScoringModel` needs.
 ARTIFACTS = (BOOSTER_ARTIFACT, SPEC_ARTIFACT)
+#: The artifacts an entry holds when the version has them.
+OPTIONAL_ARTIFACTS = (ONNX_ARTIFACT,)
 #: The file of an entry naming the file of each artifact; written last, read first.
 INDEX_FILE = "artifacts.json"
 PARTIAL_PREFIX = ".partial-"
@@ -42,7 +45,7 @@ def download(service: str, version: str, folder: Path) -> dict[str, str]:
     """The cache's source: the version's artifacts from the MLflow registry."""
     from services.registry import download_model_artifacts  # MLflow: on a miss only
 
-    return download_model_artifacts(service, version, ARTIFACTS, folder)
+    return download_model_artifacts(service, version, ARTIFACTS + OPTIONAL_ARTIFACTS, folder)
 
 
 def entry_dir(service: str, version: str) -> Path:
@@ -67,9 +70,11 @@ def cached_artifacts(service: str, version: str, fetch: Fetch = download) -> dic
 
 
 def load_cached(service: str, version: str, fetch: Fetch = download) -> ScoringModel:
-    """Version `version` of `service` from the node's cache (filled on a miss)."""
+    """Version `version` of `service` from the node's cache (filled on a miss), scoring small
+    calls with its ONNX conversion when it has one and the settings' runtime is `onnx`."""
     files = cached_artifacts(service, version, fetch)
-    return ScoringModel.load(files[BOOSTER_ARTIFACT], files[SPEC_ARTIFACT])
+    onnx = files.get(ONNX_ARTIFACT) if get_settings().serving_runtime == "onnx" else None
+    return ScoringModel.load(files[BOOSTER_ARTIFACT], files[SPEC_ARTIFACT], onnx)
 
 
 def fill(entry: Path, fetch: Callable[[Path], dict[str, str]]) -> None:

@@ -56,9 +56,9 @@ def model_uri(service: str, version: str | int) -> str:
 def download_model_artifacts(
     service: str, version: str, artifacts: Iterable[str], into: Path
 ) -> dict[str, str]:
-    """Download the pyfunc artifacts named `artifacts` (e.g. the booster and the spec) of
-    version `version` of `service` into the folder `into`, and nothing else of the model;
-    returns the file name of each there."""
+    """Download those of the pyfunc artifacts named `artifacts` (e.g. the booster and the
+    spec) that version `version` of `service` has into the folder `into`, and nothing else of
+    the model; returns the file name of each there."""
     source = connect().get_model_version_download_uri(service, version).rstrip("/")
     stored = Model.load(source).flavors[FLAVOR_NAME][CONFIG_KEY_ARTIFACTS]
     return {
@@ -69,6 +69,7 @@ def download_model_artifacts(
             )
         ).name
         for name in artifacts
+        if name in stored
     }
 
 

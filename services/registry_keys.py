@@ -18,6 +18,8 @@ PARAMS_HASH_TAG = "params_hash"
 EVALUATION_METRIC_TAG = "evaluation_metric"
 #: Model-version tag: when the `production` alias was set on the version (ISO 8601, UTC).
 PROMOTED_AT_TAG = "promoted_at"
+#: Model-version tag: whether registration kept the booster's ONNX conversion, and why.
+ONNX_CHECK_TAG = "onnx_check"
 #: Model-version tag: why a rollout of the version was aborted (the analysis, or an operator).
 ROLLOUT_ABORTED_TAG = "rollout_aborted"
 
@@ -46,6 +48,9 @@ MODEL_ARTIFACT = "model"
 BOOSTER_ARTIFACT = "booster"
 #: pyfunc artifact: the service.yaml the version was trained with (it travels with the model).
 SPEC_ARTIFACT = "spec"
+#: pyfunc artifact of a version whose ONNX conversion passed the check (not every version has
+#: one): what replicas score small calls with (services/onnx_scoring.py).
+ONNX_ARTIFACT = "onnx_model"
 #: Run-relative path of the reference sample (training rows + predictions) monitoring reads.
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast, get_args
@@ -29,6 +30,12 @@ LOG_DURABILITY_ENV = "MLOPS_LOG_DURABILITY"
 Durability = Literal["memory", "os", "fsync"]
 DURABILITY_LEVELS: tuple[Durability, ...] = get_args(Durability)
 DEFAULT_DURABILITY: Durability = "os"
+# what scores a replica's small calls: onnx (the version's checked ONNX conversion, where
+# registration kept one; services/onnx_scoring.py) or xgboost (always the booster)
+SERVING_RUNTIME_ENV = "MLOPS_SERVING_RUNTIME"
+ServingRuntime = Literal["onnx", "xgboost"]
+SERVING_RUNTIMES: tuple[ServingRuntime, ...] = get_args(ServingRuntime)
+DEFAULT_SERVING_RUNTIME: ServingRuntime = "onnx"
 # Where the serving image is pushed (registry/name, no tag): serving.image tags it
 SERVING_IMAGE_ENV = "MLOPS_SERVING_IMAGE"
 # The local stack's profiles: embedded (MLflow on SQLite, a Ray head) and production
@@ -73,6 +80,7 @@ class Settings:
     request_telemetry: bool  # request records and metrics in the replicas (off: benchmarking)
     log_wal_dir: Path  # node-local write-ahead files of the inference log
     log_durability: Durability
+    serving_runtime: ServingRuntime
     model_cache_dir: Path  # node-local copies of served versions' booster and spec
     serving_image: str  # the serving image's repository, e.g. ghcr.io/<owner>/mlops-serving
 
@@ -100,19 +108,25 @@ def get_settings() -> Settings:
         ray_worker_nodes=int(env.get(RAY_WORKER_NODES_ENV, "2")),
         request_telemetry=env.get(REQUEST_TELEMETRY_ENV, "1") != "0",
         log_wal_dir=Path(env.get(LOG_WAL_DIR_ENV, home / "wal")).resolve(),
-        log_durability=durability(env.get(LOG_DURABILITY_ENV, DEFAULT_DURABILITY)),
+        log_durability=cast(
+            Durability, choice(env, LOG_DURABILITY_ENV, DEFAULT_DURABILITY, DURABILITY_LEVELS)
+        ),
+        serving_runtime=cast(
+            ServingRuntime,
+            choice(env, SERVING_RUNTIME_ENV, DEFAULT_SERVING_RUNTIME, SERVING_RUNTIMES),
+        ),
         model_cache_dir=Path(env.get(MODEL_CACHE_DIR_ENV, home / "model-cache")).resolve(),
         serving_image=env.get(SERVING_IMAGE_ENV, "ghcr.io/OWNER/mlops-serving"),
     )
 
 
-def durability(value: str) -> Durability:
-    """A durability level by name; a ValueError names the setting and the levels."""
-    if value not in DURABILITY_LEVELS:
-        raise ValueError(
-            f"{LOG_DURABILITY_ENV}={value!r}: expected one of {', '.join(DURABILITY_LEVELS)}"
-        )
-    return cast(Durability, value)
+def choice(env: Mapping[str, str], variable: str, default: str, options: tuple[str, ...]) -> str:
+    """The value of a setting with a few named options (`default` when unset); a ValueError
+    names the setting and its options."""
+    value = env.get(variable, default)
+    if value not in options:
+        raise ValueError(f"{variable}={value!r}: expected one of {', '.join(options)}")
+    return value
 
 
 def tool(name: str) -> str:

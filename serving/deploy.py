@@ -23,6 +23,7 @@ from services.settings import (
     REQUEST_TELEMETRY_ENV,
     S3_ACCESS_KEY_ENV,
     S3_SECRET_KEY_ENV,
+    SERVING_RUNTIME_ENV,
     TRACKING_PASSWORD_ENV,
     TRACKING_URI_ENV,
     TRACKING_USERNAME_ENV,
@@ -122,6 +123,7 @@ def runtime_env_vars() -> dict[str, str]:
         INFERENCE_LOG_URI_ENV: settings.inference_log_uri,
         LOG_WAL_DIR_ENV: str(settings.log_wal_dir),
         LOG_DURABILITY_ENV: settings.log_durability,
+        SERVING_RUNTIME_ENV: settings.serving_runtime,
         MODEL_CACHE_DIR_ENV: str(settings.model_cache_dir),
     }
     values |= {k: os.environ[k] for k in RUNTIME_ENV_VARS if k in os.environ and k not in values}

@@ -80,6 +80,7 @@ class ModelSlot:
         return {
             "service": self.service,
             MODEL_VERSION: self.current.version if self.current else None,
+            "runtime": self.current.model.runtime if self.current else None,
             "desired_version": self.desired,
             "ready": self.ready and self.error is None,
             "error": self.error,

@@ -15,19 +15,27 @@ import xgboost as xgb
 
 from services.datagen import generate
 from services.model_cache import Fetch
-from services.registry_keys import BOOSTER_ARTIFACT, SPEC_ARTIFACT
+from services.onnx_scoring import convert
+from services.registry_keys import BOOSTER_ARTIFACT, ONNX_ARTIFACT, SPEC_ARTIFACT
 from services.settings import PACKAGE_REPO
 from services.spec import SPEC_FILE, load_spec
 from training.train import frame_matrix
 
 
-def model_files(folder: Path, service: str = "fraud-detection", trees: int = 5) -> dict[str, Path]:
-    """A booster of `trees` trees on generated rows (in `folder`) and its service's spec file."""
+def model_files(
+    folder: Path, service: str = "fraud-detection", trees: int = 5, onnx: bool = False
+) -> dict[str, Path]:
+    """A booster of `trees` trees on generated rows (in `folder`) and its service's spec file;
+    with `onnx`, the booster's ONNX conversion too (unchecked)."""
     spec = load_spec(service)
     booster = xgb.train(spec.model.params, frame_matrix(spec, generate(spec, 300, 1)), trees)
     booster_path = folder / "model.ubj"
     booster.save_model(booster_path)
-    return {BOOSTER_ARTIFACT: booster_path, SPEC_ARTIFACT: spec.folder / SPEC_FILE}
+    files = {BOOSTER_ARTIFACT: booster_path, SPEC_ARTIFACT: spec.folder / SPEC_FILE}
+    if onnx:
+        files[ONNX_ARTIFACT] = folder / "model.onnx"
+        files[ONNX_ARTIFACT].write_bytes(convert(booster))
+    return files
 
 
 def copying(files: dict[str, Path], calls: list[str] | None = None) -> Fetch:

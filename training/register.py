@@ -15,6 +15,7 @@ import xgboost as xgb
 
 from services.layout import ServicePaths
 from services.model import ServiceModel, signature_from_spec
+from services.onnx_scoring import check_conversion
 from services.registry import connect
 from services.registry_keys import (
     BOOSTER_ARTIFACT,
@@ -22,6 +23,8 @@ from services.registry_keys import (
     EVALUATION_METRIC_TAG,
     GIT_COMMIT_TAG,
     MODEL_ARTIFACT,
+    ONNX_ARTIFACT,
+    ONNX_CHECK_TAG,
     PARAMS_HASH_TAG,
     REFERENCE_ARTIFACT,
     SPEC_ARTIFACT,
@@ -79,7 +82,8 @@ def lineage_tags(spec: ServiceSpec, metrics: dict[str, float]) -> dict[str, str]
 
 
 def register(spec: ServiceSpec) -> dict[str, str]:
-    """Log booster + spec as a pyfunc model, register version N of model `<service>`."""
+    """Log booster + spec (+ the booster's ONNX conversion when it passes its check) as a
+    pyfunc model, register version N of model `<service>`."""
     paths = ServicePaths(spec.name)
     metrics = json.loads(paths.metrics.read_text())
     check_floor(spec, metrics)
@@ -87,9 +91,14 @@ def register(spec: ServiceSpec) -> dict[str, str]:
     mlflow.set_experiment(spec.name)
     spec_path = spec.folder / SPEC_FILE
     model = ScoringModel.load(paths.model, spec_path)
-    tags = lineage_tags(spec, metrics)
     test = load_split(spec, "test")
-    with mlflow.start_run(run_name=f"train-{tags[GIT_COMMIT_TAG][:8]}") as run:
+    conversion = check_conversion(model.booster, model.encoder.encode_frame(test))
+    log.info("%s: ONNX conversion %s", spec.name, conversion.verdict)
+    tags = lineage_tags(spec, metrics) | {ONNX_CHECK_TAG: conversion.verdict}
+    with (
+        mlflow.start_run(run_name=f"train-{tags[GIT_COMMIT_TAG][:8]}") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         mlflow.set_tags(tags)
         mlflow.log_params(
             {f"model.{k}": v for k, v in spec.model.params.items()}
@@ -97,16 +106,18 @@ def register(spec: ServiceSpec) -> dict[str, str]:
         )
         mlflow.log_metrics(metrics)
         mlflow.log_artifacts(str(paths.plots), artifact_path="plots")
-        with tempfile.TemporaryDirectory() as tmp:
-            reference = Path(tmp) / Path(REFERENCE_ARTIFACT).name
-            reference_sample(spec, model, load_params(spec.name).reference_rows).to_parquet(
-                reference
-            )
-            mlflow.log_artifact(str(reference), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+        reference = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+        reference_sample(spec, model, load_params(spec.name).reference_rows).to_parquet(reference)
+        mlflow.log_artifact(str(reference), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+        artifacts = {BOOSTER_ARTIFACT: str(paths.model), SPEC_ARTIFACT: str(spec_path)}
+        if conversion.model is not None:
+            onnx = Path(tmp) / "model.onnx"
+            onnx.write_bytes(conversion.model)
+            artifacts[ONNX_ARTIFACT] = str(onnx)
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=ServiceModel(),
-            artifacts={BOOSTER_ARTIFACT: str(paths.model), SPEC_ARTIFACT: str(spec_path)},
+            artifacts=artifacts,
             signature=signature_from_spec(spec),
             input_example=test[spec.feature_names].head(3),
             pip_requirements=[f"{p}=={installed_version(p)}" for p in RUNTIME_PACKAGES],

@@ -13,6 +13,7 @@ import pytest
 
 from services.datagen import generate
 from services.inference_log import MODEL_VERSION, PROBABILITY
+from services.onnx_scoring import TOLERANCE
 from services.settings import get_settings
 from services.spec import load_spec
 from serving.protocol import PREDICTIONS
@@ -50,7 +51,9 @@ def test_batch_score_writes_the_same_predictions_as_the_endpoint(served, tmp_pat
     )
     online = [p[PROBABILITY] for p in response.json()[PREDICTIONS]]
     offline = scored.merge(head.reset_index(), on=list(head.columns)).sort_values("index")
-    assert offline[PROBABILITY].round(5).tolist() == pd.Series(online).round(5).tolist()
+    # the endpoint scores 20 rows with the ONNX conversion, the command large batches with
+    # XGBoost: the same within the conversion's tolerance
+    assert offline[PROBABILITY].tolist() == pytest.approx(online, abs=TOLERANCE)
 
 
 def test_batch_score_disconnects_the_driver_it_connected(served, tmp_path):

@@ -1,6 +1,6 @@
 """The node-local model cache against a real MLflow server: a miss downloads a registered
-version's two artifacts, the model loaded from them predicts exactly as the registered pyfunc,
-and a hit loads without importing MLflow."""
+version's artifacts, the model loaded from them predicts exactly as the registered pyfunc
+(within the ONNX tolerance for single records), and a hit loads without importing MLflow."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 
 from services.datagen import generate
 from services.model_cache import INDEX_FILE, entry_dir, load_cached
+from services.onnx_scoring import TOLERANCE
 from services.registry import model_uri
-from services.registry_keys import BOOSTER_ARTIFACT, SPEC_ARTIFACT
+from services.registry_keys import BOOSTER_ARTIFACT, ONNX_ARTIFACT, SPEC_ARTIFACT
+from services.schema import frame_to_records
 from services.settings import MODEL_CACHE_DIR_ENV
 from services.spec import load_spec
 from tests.models import packages_imported
@@ -35,16 +37,18 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize(
+    ("service", "onnx"), [("fraud-detection", True), ("demand-forecast", False)]
+)
 def test_a_miss_downloads_the_booster_and_spec_and_predicts_as_the_pyfunc(
-    registered, mlflow_server, cache, service
+    registered, mlflow_server, cache, service, onnx
 ):
     version = registered[service]
     model = load_cached(service, version)
     entry = entry_dir(service, version)
     assert entry.is_relative_to(cache)
     names = json.loads((entry / INDEX_FILE).read_text())
-    assert set(names) == {BOOSTER_ARTIFACT, SPEC_ARTIFACT}
+    assert set(names) == {BOOSTER_ARTIFACT, SPEC_ARTIFACT} | ({ONNX_ARTIFACT} if onnx else set())
     assert {p.name for p in entry.iterdir()} == {INDEX_FILE, *names.values()}  # nothing else
     spec = load_spec(service)
     frame = generate(spec, 2_000, seed=5)[spec.feature_names]
@@ -52,6 +56,11 @@ def test_a_miss_downloads_the_booster_and_spec_and_predicts_as_the_pyfunc(
     pd.testing.assert_frame_equal(
         pyfunc.predict(frame), model.predict_frame(frame), check_exact=True
     )
+    head = frame.head(100)
+    single = [model.predict_records([r])[0] for r in frame_to_records(spec, head)]  # /predict
+    booster = model.booster.inplace_predict(model.encoder.encode_frame(head))
+    assert model.runtime == ("onnx" if onnx else "xgboost")
+    assert single == pytest.approx(booster.tolist(), abs=TOLERANCE)
 
 
 def test_a_hit_loads_without_mlflow(registered, mlflow_server, cache):

@@ -77,10 +77,13 @@ def test_invocations_speaks_the_mlflow_scoring_protocol(client, service):
     assert len(results[0]) == 2 and PREDICTION in results[0][0]
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_health_and_openapi(client, served, service):
+@pytest.mark.parametrize(
+    ("service", "runtime"), [("fraud-detection", "onnx"), ("demand-forecast", "xgboost")]
+)
+def test_health_and_openapi(client, served, service, runtime):
     health = client.get(f"/{service}/health").json()
     assert health["ready"] and health[MODEL_VERSION] == served[service]
+    assert health["runtime"] == runtime  # fraud-detection's registered conversion, by default
     schema = client.get(f"/{service}/openapi.json").json()
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     records_schema = body["schema"]["properties"][RECORDS]

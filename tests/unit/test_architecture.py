@@ -120,6 +120,8 @@ NOT_SERVING = {
     "training",
     "monitoring",
     "mlops",
+    "onnxmltools",  # the conversion is registration's
+    "skl2onnx",
 }
 
 
@@ -128,7 +130,7 @@ def test_a_replica_starts_without_mlflow_or_other_packages_it_does_not_serve_wit
 ):
     monkeypatch.setenv(MODEL_CACHE_DIR_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(TRACKING_URI_ENV, "http://127.0.0.1:9")  # a miss would fail
-    cached_artifacts("fraud-detection", "1", copying(model_files(tmp_path)))
+    cached_artifacts("fraud-detection", "1", copying(model_files(tmp_path, onnx=True)))
     imported = packages_imported(REPLICA_START)
-    assert {"serving", "xgboost", "ray"} <= imported
+    assert {"serving", "xgboost", "onnxruntime", "ray"} <= imported
     assert not imported & NOT_SERVING

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow as pa
@@ -165,7 +166,7 @@ def test_log_writer_keeps_rows_when_a_write_fails(tmp_path, monkeypatch):
 
 
 def test_model_slot_keeps_serving_the_old_version_when_a_load_fails(monkeypatch):
-    loaded = LoadedModel("1", object(), object())  # type: ignore[arg-type]
+    loaded = LoadedModel("1", SimpleNamespace(runtime="onnx"), object())  # type: ignore[arg-type]
 
     def load(service, version, max_rows):
         if version == "1":
@@ -179,6 +180,7 @@ def test_model_slot_keeps_serving_the_old_version_when_a_load_fails(monkeypatch)
     health = slot.health()
     assert slot.current is loaded
     assert health[MODEL_VERSION] == "1" and health["desired_version"] == "2"
+    assert health["runtime"] == "onnx"  # what scores the version that serves
     assert not health["ready"] and "version 2 not found" in health["error"]
     asyncio.run(slot.switch_to("1"))
     assert slot.health()["ready"] and slot.health()["error"] is None
