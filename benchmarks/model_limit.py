@@ -7,7 +7,7 @@ encoded rows (categoricals as codes, as the replicas feed XGBoost) on one thread
 - ONNX Runtime on the onnxmltools conversion;
 - TL2cgen: the trees compiled to C by gcc, loaded as a shared library.
 
-For each: per-call latency of 1 row and of 64 rows (median of many calls, three rounds), and
+For each: per-call latency of 1 to 256 rows (median of many calls, three rounds), and
 the largest difference from XGBoost's prediction over every row given, or why it could not run.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import xgboost as xgb
 
 Predict = Callable[[np.ndarray], np.ndarray]
-BATCHES = {1: 2_000, 64: 500}  # rows per call -> calls per round
+BATCHES = {1: 2_000, 8: 1_000, 32: 500, 64: 500, 256: 200}  # rows per call -> calls a round
 ROUNDS = 3
 
 
@@ -66,9 +66,10 @@ def tl2cgen_runtime(booster: xgb.Booster) -> Predict:
     return lambda rows: predictor.predict(tl2cgen.DMatrix(rows)).reshape(len(rows), -1)[:, -1]
 
 
+XGBOOST, ONNX = "XGBoost inplace_predict", "ONNX Runtime (onnxmltools)"
 RUNTIMES = {
-    "XGBoost inplace_predict": xgboost_runtime,
-    "ONNX Runtime (onnxmltools)": onnx_runtime,
+    XGBOOST: xgboost_runtime,
+    ONNX: onnx_runtime,
     "TL2cgen (gcc)": tl2cgen_runtime,
 }
 
