@@ -31,7 +31,15 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from benchmarks import ab, breakdown, durability_ab, rollout_ab, runtime_ab, telemetry_ab
+from benchmarks import (
+    ab,
+    breakdown,
+    durability_ab,
+    haproxy_ab,
+    rollout_ab,
+    runtime_ab,
+    telemetry_ab,
+)
 from benchmarks import realtime as realtime_bench
 from benchmarks.servers import BIN, server
 from serving.protocol import DF_RECORDS, RECORDS
@@ -44,7 +52,16 @@ RAY_DATA_COPIES = 5  # batch-score reads 5 files of the batch rows: start-up cos
 RAY_DATA_SMALL_ROWS = 1_000  # batch-score on this few rows measures its fixed start-up
 BATCH_CLIENTS = 2  # the Batch deployment's max_ongoing_requests: upload overlaps scoring
 # what `--sections` can choose; the pipeline and the promotion, the set-up, are always measured
-SECTIONS = ("realtime", "runtime", "telemetry", "rollout", "durability", "batch", "monitor")
+SECTIONS = (
+    "realtime",
+    "runtime",
+    "telemetry",
+    "rollout",
+    "durability",
+    "haproxy",
+    "batch",
+    "monitor",
+)
 BATCH_ENDPOINT_SHARE = 0.75  # /batch: rows/s >= 75% of in-process
 BATCH_SCORE_SHARE = 0.5  # `mlops batch-score` as a whole command on 5M rows: >= 50%
 WARMUP_S = 30  # > upscale_delay_s + a replica's start-up: autoscaling has settled before measuring
@@ -312,6 +329,12 @@ def run(
             }
             row = durability_ab.logged_row(json.loads(body)[RECORDS][0])
             results["durability_append_us"] = durability_ab.append_cost_us(row)
+        if "haproxy" in sections:
+            log.info("HAProxy threads: %s, alternating", haproxy_ab.sides())
+            results["haproxy"] = {
+                key: [asdict(r) for r in runs]
+                for key, runs in haproxy_ab.measure_cost(load).items()
+            }
         if "batch" in sections:
             log.info("batch: %d rows", rows)
             results["batch"] = batch(rows, workdir, version)
@@ -427,6 +450,7 @@ def report(results: dict[str, Any]) -> str:
     lines += durability_ab.report_lines(
         results.get("durability"), results.get("durability_append_us")
     )
+    lines += haproxy_ab.report_lines(results.get("haproxy"), results["cores"])
     p, m = results["pipeline"], results["monitor"]
     lines += [
         "",
