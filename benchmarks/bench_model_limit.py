@@ -91,7 +91,7 @@ def markdown(results: list[dict[str, Any]], trees: int, rows: int) -> str:
         f"{os.cpu_count()} cores: fraud-detection's booster ({trees} trees, trained from the "
         "default data) predicting its encoded test split in-process, one thread, per runtime. "
         "Latency per call in µs: median of 3 rounds (min-max of the rounds' medians); "
-        "x = speed-up over XGBoost's `inplace_predict`, the call the replicas make. "
+        "x = speed-up over XGBoost's `inplace_predict`. "
         f"Largest difference from XGBoost's predictions over all {rows:,} test rows.",
         "",
         "| runtime | "
