@@ -362,8 +362,11 @@ DEFAULTS = """## Why the serving defaults are what they are
   large share of a replica's CPU per request (the inference log records every row anyway), and
   HAProxy's per-request metrics log is parsed in Python (A/B table in docs/SERVING.md).
 - **`@serve.batch(max_batch_size=64, batch_wait_timeout_s=0)`**: requests already queued are
-  scored in one `inplace_predict` call; none waits for company, since any wait adds straight to
+  scored in one model call; none waits for company, since any wait adds straight to
   single-connection latency.
+- **Calls of up to 32 rows on ONNX Runtime** (`MLOPS_SERVING_RUNTIME=onnx`), on the version's
+  conversion that registration checked against XGBoost on every test row; larger calls on
+  XGBoost's `inplace_predict` (the runtime A/B below, MODEL_LIMIT.md for the crossover).
 - **`max_ongoing_requests: 32`, 1-2 real-time replicas per service, `target_ongoing_requests:
   8`**: one replica per core at full load (each replica is one Python thread plus XGBoost with
   `nthread=1`; more threads than cores only adds contention), and enough requests in flight per
@@ -390,9 +393,12 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"Written by `make bench` (`python -m benchmarks.bench_serving`) on a machine with "
         f"{results['cores']} cores. All servers score the same `fraud-detection` booster, each "
-        f"with the same CPU budget: {WORKERS} processes or replicas (one per core), XGBoost "
-        "with `nthread=1`, no access log, at the same priority (nice 0), with wrk on the same "
-        "machine. Peers run from pinned environments of their own under `benchmarks/peers/`.",
+        f"with the same CPU budget: {WORKERS} processes or replicas (one per core), one thread "
+        "per model call (XGBoost `nthread=1`; this project scores single records with ONNX "
+        "Runtime on one thread, on the booster's conversion checked at registration, unless a "
+        "row says otherwise), no access log, at the same priority (nice 0), with wrk on the "
+        "same machine. Peers run from pinned environments of their own under "
+        "`benchmarks/peers/`.",
         "",
         *realtime_bench.report_lines(realtime),
         *breakdown.report_lines(results.get("breakdown"), realtime),
@@ -441,8 +447,8 @@ def report(results: dict[str, Any]) -> str:
             f"Ray Serve (HAProxy, replica, router) against {cpu['bare']:.2f} ms for the bare "
             f"server (wrk included in both). With {cores} cores that caps this project at about "
             f"{cores * 1000 / cpu['ours']:,.0f} requests/s and the bare server at "
-            f"{cores * 1000 / cpu['bare']:,.0f}: the gap is Ray Serve's per-request work, not "
-            "the model (the same `inplace_predict` call in both).",
+            f"{cores * 1000 / cpu['bare']:,.0f}: the gap is Ray Serve's per-request work "
+            '("Where a request\'s time goes" splits one request into its parts).',
         ]
     lines += runtime_ab.report_lines(results.get("runtime"))
     lines += telemetry_ab.report_lines(results.get("telemetry"))

@@ -43,7 +43,9 @@ def stage_costs_us(service: str, version: str, body: str, calls: int = CALLS) ->
             lambda: served.api.parse_records(raw_body), calls
         ),
         "encoding": _mean_us(lambda: served.model.encoder.encode_records(records), calls),
-        "predict (inplace_predict)": _mean_us(lambda: served.model.predict_matrix(matrix), calls),
+        f"predict ({served.model.runtime})": _mean_us(
+            lambda: served.model.predict_matrix(matrix), calls
+        ),
         "answer (row ids, JSON)": _mean_us(
             lambda: orjson.dumps(served.api.predictions(raw, row_ids(key, 1))), calls
         ),
@@ -77,8 +79,10 @@ def report_lines(stages: dict[str, float] | None, realtime: list[dict[str, Any]]
         *(f"| {name} | {us:.0f} | {how} |" for name, us, how in rows),
         f"| **p50 through the ingress** | **{p50['ours']:.0f}** | wrk |",
         "",
-        f"The bare server's p50 is {p50['bare']:.0f} µs for HTTP, the client, encoding and the "
-        "same predict call: the replica framework's share above is what Ray Serve (its HTTP "
-        "server, router, `@serve.batch`, request telemetry) adds to that.",
+        f"The bare server's p50 is {p50['bare']:.0f} µs for HTTP, the client, encoding and an "
+        "`inplace_predict` call"
+        + (f", {p50['limit']:.0f} µs with ONNX Runtime's call instead" if "limit" in p50 else "")
+        + ": the replica framework's share above is what Ray Serve (its HTTP server, router, "
+        "`@serve.batch`, request telemetry) adds to that.",
     ]
     return lines

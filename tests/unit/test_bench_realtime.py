@@ -93,6 +93,10 @@ def test_the_breakdown_splits_the_p50_into_ingress_steps_and_framework():
     assert rows["ingress (HAProxy hop)"].startswith("| ingress (HAProxy hop) | 300 |")
     assert "| 700 |" in rows["replica framework, HTTP and client (the rest)"]
     assert "**1200**" in rows["p50 through the ingress"]
+    assert "ONNX Runtime's call" not in "\n".join(lines)
+    with_limit = [*ENTRIES, realtime_entry("onnx", "limit", 1, [3000, 3000, 3000], 0.2, 0.5)]
+    text = "\n".join(breakdown.report_lines(stages, with_limit))
+    assert "600 µs for HTTP, the client, encoding and an `inplace_predict` call, 200 µs" in text
     assert breakdown.report_lines(None, ENTRIES) == []  # results of runs before it existed
 
 
