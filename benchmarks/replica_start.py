@@ -2,7 +2,8 @@
 answer, each case in fresh Python processes (`python -m benchmarks.replica_start`).
 
 - baseline: the floor, a bare process importing only the packages serving needs (NumPy, orjson,
-  pydantic, FastAPI, PyYAML, PyArrow, fsspec, XGBoost, Ray Serve) and loading the booster file;
+  pydantic, FastAPI, PyYAML, PyArrow, fsspec, XGBoost, ONNX Runtime, Ray Serve) and loading the
+  booster file and its ONNX conversion;
 - replica: `import serving.app` and a version loaded as a replica loads it (`load_version`,
   from the node's model cache: a hit, as for a replica that replaces a killed one);
 - scorer: the batch-score actor's module and its model (Ray Data's own worker start aside);
@@ -12,11 +13,11 @@ answer, each case in fresh Python processes (`python -m benchmarks.replica_start
 - replica, no scikit-learn: the replica case with scikit-learn hidden from XGBoost (which
   imports it when installed): what a serving environment without scikit-learn would gain.
 
-The model is a 200-tree booster of fraud-detection trained here on generated rows, saved as
-the registered pyfunc is and put into a temporary model cache; MLflow points at a port where
-nothing listens, so a case that asked the registry would fail. Times are seconds, median
-(min-max) of the rounds; `process` is the whole interpreter, from its start to its exit;
-the CPU columns (user + system) change less than the wall clock on a busy machine.
+The model is a 200-tree booster of fraud-detection trained here on generated rows and its ONNX
+conversion, saved as the registered pyfunc is and put into a temporary model cache; MLflow
+points at a port where nothing listens, so a case that asked the registry would fail. Times are
+seconds, median (min-max) of the rounds; `process` is the whole interpreter, from its start to
+its exit; the CPU columns (user + system) change less than the wall clock on a busy machine.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ ROUNDS = 3
 PARTS = ("process", "process CPU", "imports", "imports CPU", "load")
 BARE_IMPORTS = """
 import fastapi, fsspec, numpy, orjson, pyarrow, pydantic, starlette, yaml
-import xgboost
+import onnxruntime, xgboost
 from ray import serve
 """
 NO_SKLEARN = 'sys.modules["sklearn"] = None  # XGBoost imports it only when it is importable\n'
@@ -73,8 +74,8 @@ class Case:
         return PROCESS.format(prelude=self.prelude, imports=self.imports, load=self.load)
 
 
-def cases(booster: Path, pyfunc: Path) -> dict[str, Case]:
-    """The measured cases, by name (the model's files in `booster` and `pyfunc`)."""
+def cases(booster: Path, onnx: Path, pyfunc: Path) -> dict[str, Case]:
+    """The measured cases, by name (the model's files in `booster`, `onnx` and `pyfunc`)."""
     replica = Case(
         "import serving.app",
         f"from serving.model_slot import load_version\nload_version({SERVICE!r}, {VERSION!r}, 100)",
@@ -83,7 +84,8 @@ def cases(booster: Path, pyfunc: Path) -> dict[str, Case]:
         "baseline": Case(
             BARE_IMPORTS,
             f"booster = xgboost.Booster(model_file={str(booster)!r})\n"
-            'booster.set_param({"nthread": 1})',
+            'booster.set_param({"nthread": 1})\n'
+            f"onnxruntime.InferenceSession({str(onnx)!r})",
         ),
         "replica": replica,
         "scorer": Case("from serving.scorer import Scorer", f"Scorer({SERVICE!r}, {VERSION!r})"),
@@ -95,24 +97,27 @@ def cases(booster: Path, pyfunc: Path) -> dict[str, Case]:
     }
 
 
-def model_files(workdir: Path) -> tuple[Path, Path]:
-    """The benchmark's version: its booster file, its pyfunc saved in `workdir` and put into
-    the model cache of `workdir` (the environment of this process points there)."""
+def model_files(workdir: Path) -> tuple[Path, Path, Path]:
+    """The benchmark's version: its booster file, its ONNX file, its pyfunc saved in `workdir`
+    and put into the model cache of `workdir` (the environment of this process points there)."""
     import mlflow.pyfunc
     import xgboost as xgb
 
     from services.datagen import generate
     from services.model import ServiceModel
     from services.model_cache import cached_artifacts
-    from services.registry_keys import BOOSTER_ARTIFACT, SPEC_ARTIFACT
+    from services.onnx_scoring import convert
+    from services.registry_keys import BOOSTER_ARTIFACT, ONNX_ARTIFACT, SPEC_ARTIFACT
     from services.spec import SPEC_FILE, load_spec
     from training.train import frame_matrix
 
     spec = load_spec(SERVICE)
     matrix = frame_matrix(spec, generate(spec, 5_000, seed=3))
-    booster = workdir / "model.ubj"
-    xgb.train(spec.model.params, matrix, num_boost_round=TREES).save_model(booster)
-    files = {BOOSTER_ARTIFACT: booster, SPEC_ARTIFACT: spec.folder / SPEC_FILE}
+    booster, onnx = workdir / "model.ubj", workdir / "model.onnx"
+    trained = xgb.train(spec.model.params, matrix, num_boost_round=TREES)
+    trained.save_model(booster)
+    onnx.write_bytes(convert(trained))
+    files = {BOOSTER_ARTIFACT: booster, SPEC_ARTIFACT: spec.folder / SPEC_FILE, ONNX_ARTIFACT: onnx}
     pyfunc = workdir / "pyfunc"
     mlflow.pyfunc.save_model(
         pyfunc,
@@ -128,7 +133,7 @@ def model_files(workdir: Path) -> tuple[Path, Path]:
         return {name: path.name for name, path in stored.items()}
 
     cached_artifacts(SERVICE, VERSION, copy)
-    return booster, pyfunc
+    return booster, onnx, pyfunc
 
 
 def run_case(case: Case, root: Path) -> dict[str, float]:
