@@ -24,6 +24,26 @@ from tests.production import ProductionStack, production_stack
 # 127.0.0.1 for the machine's address) and demands its token (its path is set once the head
 # is up, in `ray_cluster`)
 os.environ |= {LOOPBACK_ENV: "0", AUTH_MODE_ENV: "token"}
+# How often Ray's processes export metrics to the node's Prometheus endpoint (Ray's
+# metrics_report_interval_ms, 10 s by default): a head the session starts does it every 2 s,
+# so the telemetry tests wait less for their counts
+METRICS_REPORT_ENV = "RAY_metrics_report_interval_ms"
+RAY_DEFAULT_METRICS_REPORT_MS = 10_000
+SESSION_METRICS_REPORT_MS = 2_000
+DEMO_TESTS = Path(__file__).parent / "e2e" / "test_demo.py"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The demo's test runs last, every other test in its collected order: the demo leaves
+    the applications of its own repository copy serving (tests/e2e/test_demo.py)."""
+    items.sort(key=lambda item: item.path == DEMO_TESTS)
+
+
+def metrics_report_s() -> float:
+    """Seconds between two metrics exports of the session's Ray processes: the environment's
+    interval (`ray_cluster` sets it for a head it starts), else Ray's default."""
+    return int(os.environ.get(METRICS_REPORT_ENV, RAY_DEFAULT_METRICS_REPORT_MS)) / 1000
 
 
 def name_on_main(service: str, version: str | None) -> None:
@@ -84,8 +104,9 @@ def registered(mlflow_server: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(repo: Path) -> Iterator[str]:
-    """A real local Ray head (reused when one is already up); Serve apps removed at the end."""
+def ray_cluster(repo: Path, session_env: dict[str, str]) -> Iterator[str]:
+    """A real local Ray head (reused when one is already up, its Serve apps removed at the
+    end; a head the session started is stopped)."""
     import httpx
 
     from mlops import stack
@@ -95,16 +116,19 @@ def ray_cluster(repo: Path) -> Iterator[str]:
     with open("/tmp/mlops-ray-tests.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         was_running = stack.ray_status(settings).healthy
+        if not was_running:  # `ray start` passes its environment on to every Ray process
+            session_env.setdefault(METRICS_REPORT_ENV, str(SESSION_METRICS_REPORT_MS))
         assert stack.ray_up(settings, timeout_s=180).healthy
         use_in_this_process(settings)  # the head's token, for Ray's clients started from here
         yield settings.dashboard_url
-        # a graceful delete: replicas flush their inference logs in __del__
-        httpx.delete(
-            f"{settings.dashboard_url}/api/serve/applications/",
-            headers=auth_headers(settings),
-            timeout=120,
-        )
-        if not was_running:
+        if was_running:
+            # a graceful delete: replicas flush their inference logs in __del__
+            httpx.delete(
+                f"{settings.dashboard_url}/api/serve/applications/",
+                headers=auth_headers(settings),
+                timeout=120,
+            )
+        else:  # `ray stop --force`: no test reads the logs after this
             stack.ray_down(settings)
 
 

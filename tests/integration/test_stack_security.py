@@ -124,13 +124,20 @@ def test_the_dashboard_refuses_requests_without_the_token_or_with_a_wrong_one(se
 
 
 CONNECT = "import sys, ray; ray.init(address=sys.argv[1]); print('connected', flush=True)"
+# A `ray://` client tries 3 times and waits 5, 10, then 15 s after each refusal: 1 s here
+# (the timeouts of ray/util/client/worker.py, the second one a cap on the first's growth)
+RAY_CLIENT_RETRY_ENV = {
+    "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",
+    "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "1",
+}
 
 
 def connect(address: str, with_token: bool, home: Path) -> subprocess.CompletedProcess[str]:
     """`ray.init(address)` in a fresh process, given the token's settings or none of Ray's
-    (and a home without Ray's default token file)."""
+    (and a home without Ray's default token file); a refused `ray://` client gives up after
+    about 3 s."""
     env = {k: v for k, v in os.environ.items() if with_token or not k.startswith("RAY_AUTH")}
-    env |= {"HOME": str(home), LOOPBACK_ENV: "0"}
+    env |= {"HOME": str(home), LOOPBACK_ENV: "0"} | RAY_CLIENT_RETRY_ENV
     try:
         return subprocess.run(
             [sys.executable, "-c", CONNECT, address],

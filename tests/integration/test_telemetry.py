@@ -19,6 +19,7 @@ from monitoring.monitor import MonitorOptions, monitor_service
 from monitoring.requests import read_requests
 from services.inference_log import read_log
 from services.settings import get_settings
+from tests.conftest import metrics_report_s
 from tests.load import predict_body
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,6 @@ VALID, INVALID = 300, 100  # a quarter of the requests are refused
 # response, without the HAProxy hop, the socket and the client's own parsing on loopback.
 HOP_TOLERANCE_MS = 10.0  # median client - replica latency allowed
 FLUSH_WAIT_S = 30.0
-METRICS_REPORT_S = 10  # Ray's metrics_report_interval_ms: replicas -> the node's exporter
 
 
 def invalid_bodies(count: int) -> list[bytes]:
@@ -62,10 +62,11 @@ def metric_counts(url: str) -> dict[tuple[str, str, str], float]:
 
 
 def settled_counts(url: str, timeout_s: float = 90.0) -> dict[tuple[str, str, str], float]:
-    """The counts once earlier traffic is exported (Ray reports every 10 s): equal twice."""
+    """The counts once earlier traffic is exported (every `metrics_report_s()`, replicas ->
+    the node's exporter): equal twice."""
     counts, deadline = metric_counts(url), time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        time.sleep(METRICS_REPORT_S + 1)
+        time.sleep(metrics_report_s() + 1)
         counts, previous = metric_counts(url), counts
         if counts == previous:
             break
@@ -156,7 +157,7 @@ def test_prometheus_shows_the_per_version_series_after_traffic(traffic):
         (version, "predict", "400"): INVALID / 2,
         (version, "predict", "422"): INVALID / 2,
     }
-    deadline = time.monotonic() + 6 * METRICS_REPORT_S
+    deadline = time.monotonic() + max(60.0, 6 * metrics_report_s())
     while True:
         after = metric_counts(url)
         grown = {key: after.get(key, 0.0) - traffic["before"].get(key, 0.0) for key in expected}
