@@ -356,7 +356,8 @@ DEFAULTS = """## Why the serving defaults are what they are
   `mlops stack up`). The Python HTTP proxy is a second Python hop per request; HAProxy
   forwards straight to the replica's own HTTP server, and the throughput mode runs user code on
   the replica's event loop (no thread hop) and talks gRPC between deployments (the `/batch`
-  hand-over).
+  hand-over). HAProxy runs one thread per core (Ray Serve's default is 4 whatever the cores:
+  the HAProxy A/B below).
 - **Replicas at nice 0, no access line per real-time request, no HAProxy ingress metrics**:
   Ray's workers start at nice 15 (any busy nice-0 process preempts them), its access line is a
   large share of a replica's CPU per request (the inference log records every row anyway), and

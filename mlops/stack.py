@@ -24,7 +24,7 @@ from mlops.processes import (
 )
 from services.ray_access import LOOPBACK_HOSTS, client_env, ensure_token
 from services.settings import PACKAGE_REPO, Settings, StackProfile, get_settings, tool
-from serving.k8s import SERVING_ENV, THROUGHPUT_ENV
+from serving.k8s import HAPROXY_THREADS_ENV, SERVING_ENV, THROUGHPUT_ENV, haproxy_threads
 
 log = logging.getLogger(__name__)
 HAPROXY_STATE_DIR = "/tmp/haproxy-serve/"  # Ray Serve's default HAProxy config folder
@@ -98,14 +98,22 @@ def mlflow_down(settings: Settings) -> None:
 
 def haproxy_env() -> dict[str, str]:
     """Ray Serve's HAProxy ingress when Debian's haproxy is installed (see docs/SERVING.md),
-    run through the wrapper that binds its stats and metrics frontends to loopback."""
+    run through the wrapper that binds its stats and metrics frontends to loopback, on one
+    thread per core this process may use (unless the environment sets the threads)."""
     binary = shutil.which("haproxy")
     if binary is None or os.environ.get("MLOPS_INGRESS", "haproxy") != "haproxy":
         return {}
-    return THROUGHPUT_ENV | {
-        "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_LOOPBACK),
-        HAPROXY_REAL_BINARY_ENV: binary,
-    }
+    threads = haproxy_threads(len(os.sched_getaffinity(0)))
+    if HAPROXY_THREADS_ENV in os.environ:
+        threads = {HAPROXY_THREADS_ENV: os.environ[HAPROXY_THREADS_ENV]}
+    return (
+        THROUGHPUT_ENV
+        | threads
+        | {
+            "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_LOOPBACK),
+            HAPROXY_REAL_BINARY_ENV: binary,
+        }
+    )
 
 
 def ray_status(settings: Settings) -> ComponentStatus:

@@ -51,6 +51,15 @@ THROUGHPUT_ENV = {
     "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
 }
 
+# HAProxy's threads: one per core of its node or container (Ray Serve's default is 4 whatever
+# the cores; one per core gave more requests/s and a lower p99 on 2 cores: benchmarks/RESULTS.md)
+HAPROXY_THREADS_ENV = "RAY_SERVE_HAPROXY_NBTHREAD"
+
+
+def haproxy_threads(cores: int) -> dict[str, str]:
+    """The ingress setting of a node with `cores` cores."""
+    return {HAPROXY_THREADS_ENV: str(cores)}
+
 
 # The inference log's write-ahead folder must outlive a pod: a hostPath on the worker's node,
 # where the next replica started there (or `mlops log recover` on the node) commits what a
@@ -77,6 +86,7 @@ def _container(name: str, image: str, cpu: str, memory: str) -> dict[str, Any]:
             for name, value in (
                 SERVING_ENV
                 | THROUGHPUT_ENV
+                | haproxy_threads(int(cpu))
                 | {"RAY_SERVE_HAPROXY_BINARY_PATH": "/usr/sbin/haproxy"}
             ).items()
         ],

@@ -13,7 +13,7 @@ from benchmarks.load import LoadResult
 pytestmark = pytest.mark.unit
 
 
-def test_rounds_restart_with_each_thread_count_and_end_on_rays_default(monkeypatch):
+def test_rounds_restart_with_each_thread_count_and_end_on_one_per_core(monkeypatch):
     events: list[str] = []
 
     @contextlib.contextmanager
@@ -26,11 +26,11 @@ def test_rounds_restart_with_each_thread_count_and_end_on_rays_default(monkeypat
         return LoadResult(name, connections, 1.0, 1.0, 1.0, 0)
 
     monkeypatch.setattr(haproxy_ab, "restarted_with", restarted_with)
-    monkeypatch.setattr(haproxy_ab.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(haproxy_ab.os, "sched_getaffinity", lambda pid: {0, 1})
     cost = haproxy_ab.measure_cost(ab.Load("u", "{}", 10, 30, rounds=2, measure=measure))
-    assert [e for e in events if e.startswith("restart")] == ["restart 2", "restart 4"] * 2
-    assert events[:3] == ["restart 2", "HAProxy 2 threads 30 s", "HAProxy 2 threads 10 s"]
-    assert {key: len(runs) for key, runs in cost.items()} == {"per-core": 2, "ray-default": 2}
+    assert [e for e in events if e.startswith("restart")] == ["restart 4", "restart 2"] * 2
+    assert events[:3] == ["restart 4", "HAProxy 4 threads 30 s", "HAProxy 4 threads 10 s"]
+    assert {key: len(runs) for key, runs in cost.items()} == {"ray-default": 2, "per-core": 2}
 
 
 def test_the_report_gives_one_thread_per_core_against_rays_default():
@@ -45,4 +45,7 @@ def test_the_report_gives_one_thread_per_core_against_rays_default():
     assert "| 2 (one per core) | 3 | 2200 | 2100-2300 |" in text
     assert "| 4 (Ray's default) | 3 | 2000 | 1900-2050 |" in text
     assert "gives 1.10x the requests/s of Ray Serve's default of 4 threads" in text
+    assert "one per core is the default" in text
+    slower = {**cost, "per-core": [run(r) for r in (1_800, 1_850, 1_700)]}
+    assert "does not support the default" in "\n".join(haproxy_ab.report_lines(slower, 2))
     assert haproxy_ab.report_lines(None, 2) == []

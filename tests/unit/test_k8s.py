@@ -127,3 +127,10 @@ def test_replicas_load_versions_from_a_writable_model_cache_in_their_pod(serving
     (mount,) = [m for m in worker["volumeMounts"] if m["name"] == volume["name"]]
     env = {item["name"]: item.get("value") for item in worker["env"]}
     assert env[MODEL_CACHE_DIR_ENV] == mount["mountPath"] == k8s.MODEL_CACHE_PATH
+
+
+def test_each_containers_haproxy_runs_one_thread_per_core_of_the_container(serving_two: Path):
+    for container in containers(yaml.safe_load(k8s.render(serving_two))):
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        cores = container["resources"]["limits"]["cpu"]
+        assert env[k8s.HAPROXY_THREADS_ENV] == cores, container["name"]

@@ -20,6 +20,7 @@ from services.ray_access import (
     ensure_token,
 )
 from services.settings import get_settings
+from serving.k8s import HAPROXY_THREADS_ENV
 
 pytestmark = pytest.mark.unit
 
@@ -85,6 +86,11 @@ def test_the_haproxy_wrapper_binds_stats_and_metrics_to_loopback_and_runs_haprox
 def test_the_stack_runs_debians_haproxy_through_the_wrapper(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: "/usr/sbin/haproxy")
     monkeypatch.delenv("MLOPS_INGRESS", raising=False)
+    monkeypatch.delenv(HAPROXY_THREADS_ENV, raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
     env = haproxy_env()
     assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == str(HAPROXY_LOOPBACK)
     assert env[HAPROXY_REAL_BINARY_ENV] == "/usr/sbin/haproxy"
+    assert env[HAPROXY_THREADS_ENV] == "3"  # one thread per core, not Ray Serve's 4
+    monkeypatch.setenv(HAPROXY_THREADS_ENV, "6")
+    assert haproxy_env()[HAPROXY_THREADS_ENV] == "6"  # an operator's choice wins
