@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from benchmarks.bench_model_limit import SAME_PREDICTIONS, bare_onnx_command
+from benchmarks.bench_model_limit import bare_onnx_command
 from benchmarks.load import run_wrk
 from benchmarks.servers import server
 from mlops.sandbox import free_port
 from services.datagen import generate
 from services.encoding import FeatureEncoder
+from services.onnx_scoring import TOLERANCE
 from services.registry_keys import BOOSTER_ARTIFACT
 from services.schema import frame_to_records
 from services.spec import load_spec
@@ -59,7 +60,7 @@ def test_predictions_are_xgboosts(url: str, booster: Path, rows: int):
     )
     predictions = np.asarray(answer.json()[PREDICTIONS])
     assert predictions.shape == (rows,)
-    assert np.max(np.abs(predictions - expected)) <= SAME_PREDICTIONS
+    assert np.max(np.abs(predictions - expected)) <= TOLERANCE
 
 
 def test_a_short_wrk_run_has_no_errors(url: str):
