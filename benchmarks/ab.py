@@ -51,30 +51,22 @@ class Load:
 
 
 @contextlib.contextmanager
-def environment(variable: str, value: str | None) -> Iterator[None]:
-    """This process's environment with `variable` set to `value` (None: unset), restored
-    afterwards."""
-    saved = os.environ.pop(variable, None)
-    if value is not None:
-        os.environ[variable] = value
-    try:
-        yield
-    finally:
-        os.environ.pop(variable, None)
-        if saved is not None:
-            os.environ[variable] = saved
-
-
-@contextlib.contextmanager
 def deployed_with(variable: str, value: str | None) -> Iterator[None]:
     """The manifest deployed with `variable` set to `value` (None: unset) in the replicas'
     environment; the deployer's environment is restored afterwards."""
     from serving.deploy import deploy
     from serving.manifest import manifest_path
 
-    with environment(variable, value):
+    saved = os.environ.pop(variable, None)
+    if value is not None:
+        os.environ[variable] = value
+    try:
         deploy(manifest_path())
         yield
+    finally:
+        os.environ.pop(variable, None)
+        if saved is not None:
+            os.environ[variable] = saved
 
 
 def alternate(settings: Sequence[Setting], load: Load) -> dict[str, list[LoadResult]]:

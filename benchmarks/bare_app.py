@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from benchmarks.model_limit import Predict
 from services.encoding import FeatureEncoder
-from services.onnx_scoring import Predict
 from services.spec import load_spec
 from serving.protocol import PREDICTIONS, RECORDS
 

@@ -144,10 +144,8 @@ def main() -> None:
         booster, rows, trees = booster_and_rows(workdir)
         out = workdir / "model_limit.json"
         subprocess.run(
-            [str(python), "-m", "benchmarks.model_limit", str(booster), str(rows), str(out)],
+            [str(python), str(HERE / "model_limit.py"), str(booster), str(rows), str(out)],
             check=True,
-            cwd=HERE.parent,
-            env=os.environ | {"PYTHONPATH": str(HERE.parent)},
         )
         results = json.loads(out.read_text())
         count = len(np.load(rows))

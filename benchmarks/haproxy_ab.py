@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from benchmarks.ab import CONNECTIONS, Load, Setting, alternate, environment, median, table
+from benchmarks.ab import CONNECTIONS, Load, Setting, alternate, median, table
 from benchmarks.load import LoadResult
 
 RAY_DEFAULT = 4  # ray.serve._private.constants.RAY_SERVE_HAPROXY_NBTHREAD's default
@@ -35,11 +35,17 @@ def restarted_with(threads: int) -> Iterator[None]:
     from serving.manifest import manifest_path
 
     settings = get_settings()
-    with environment(HAPROXY_THREADS_ENV, str(threads)):
+    saved = os.environ.get(HAPROXY_THREADS_ENV)
+    os.environ[HAPROXY_THREADS_ENV] = str(threads)
+    try:
         stack.ray_down(settings)
         stack.ray_up(settings, timeout_s=180)
         deploy(manifest_path())
         yield
+    finally:
+        os.environ.pop(HAPROXY_THREADS_ENV, None)
+        if saved is not None:
+            os.environ[HAPROXY_THREADS_ENV] = saved
 
 
 def measure_cost(load: Load) -> dict[str, list[LoadResult]]:

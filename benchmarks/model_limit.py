@@ -1,10 +1,9 @@
 """The model's own limit: one booster's prediction latency in-process, per runtime.
 
-Runs in the runtimes' environment (benchmarks/runtimes/requirements.txt), not the project's,
-with the repository on PYTHONPATH:
-`python -m benchmarks.model_limit <booster.ubj> <rows.npy> <out.json>`. Each runtime predicts
-the same encoded rows (categoricals as codes, as the replicas feed XGBoost) on one thread:
-- XGBoost `inplace_predict` (what the replicas call on large calls);
+Runs in the runtimes' environment (benchmarks/runtimes/requirements.txt), not the project's:
+`python model_limit.py <booster.ubj> <rows.npy> <out.json>`. Each runtime predicts the same
+encoded rows (categoricals as codes, as the replicas feed XGBoost) on one thread:
+- XGBoost `inplace_predict` (what the replicas call);
 - ONNX Runtime on the onnxmltools conversion;
 - TL2cgen: the trees compiled to C by gcc, loaded as a shared library.
 
@@ -19,13 +18,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import xgboost as xgb
 
-from services.onnx_scoring import Predict
-
+Predict = Callable[[np.ndarray], np.ndarray]
 BATCHES = {1: 2_000, 8: 1_000, 32: 500, 64: 500, 256: 200}  # rows per call -> calls a round
 ROUNDS = 3
 
@@ -37,11 +36,23 @@ def xgboost_runtime(booster: xgb.Booster) -> Predict:
 
 
 def onnx_runtime(booster: xgb.Booster) -> Predict:
-    """ONNX Runtime (one thread, sequential) on the onnxmltools conversion, as replicas score
-    small calls (services/onnx_scoring.py)."""
-    from services.onnx_scoring import convert, onnx_predictor
+    """ONNX Runtime (one thread, sequential) on the onnxmltools conversion; the same output
+    as XGBoost's (probability of class 1 for binary, the value for regression)."""
+    import onnxmltools
+    import onnxruntime
+    from onnxmltools.convert.common.data_types import FloatTensorType
 
-    return onnx_predictor(convert(booster))
+    features = booster.num_features()
+    booster.feature_names = [f"f{i}" for i in range(features)]  # the converter's pattern
+    model = onnxmltools.convert_xgboost(
+        booster, initial_types=[("input", FloatTensorType([None, features]))]
+    )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options)
+    output = session.get_outputs()[-1].name  # probabilities (n, 2) or values (n, 1)
+    return lambda rows: session.run([output], {"input": rows})[0].reshape(len(rows), -1)[:, -1]
 
 
 def tl2cgen_runtime(booster: xgb.Booster) -> Predict:

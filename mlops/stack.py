@@ -24,7 +24,7 @@ from mlops.processes import (
 )
 from services.ray_access import LOOPBACK_HOSTS, client_env, ensure_token
 from services.settings import PACKAGE_REPO, Settings, StackProfile, get_settings, tool
-from serving.k8s import HAPROXY_THREADS_ENV, SERVING_ENV, THROUGHPUT_ENV
+from serving.k8s import HAPROXY_THREADS_ENV, SERVING_ENV, THROUGHPUT_ENV, haproxy_threads
 
 log = logging.getLogger(__name__)
 HAPROXY_STATE_DIR = "/tmp/haproxy-serve/"  # Ray Serve's default HAProxy config folder
@@ -103,8 +103,9 @@ def haproxy_env() -> dict[str, str]:
     binary = shutil.which("haproxy")
     if binary is None or os.environ.get("MLOPS_INGRESS", "haproxy") != "haproxy":
         return {}
-    cores = str(len(os.sched_getaffinity(0)))
-    threads = {HAPROXY_THREADS_ENV: os.environ.get(HAPROXY_THREADS_ENV, cores)}
+    threads = haproxy_threads(len(os.sched_getaffinity(0)))
+    if HAPROXY_THREADS_ENV in os.environ:
+        threads = {HAPROXY_THREADS_ENV: os.environ[HAPROXY_THREADS_ENV]}
     return (
         THROUGHPUT_ENV
         | threads

@@ -56,6 +56,11 @@ THROUGHPUT_ENV = {
 HAPROXY_THREADS_ENV = "RAY_SERVE_HAPROXY_NBTHREAD"
 
 
+def haproxy_threads(cores: int) -> dict[str, str]:
+    """The ingress setting of a node with `cores` cores."""
+    return {HAPROXY_THREADS_ENV: str(cores)}
+
+
 # The inference log's write-ahead folder must outlive a pod: a hostPath on the worker's node,
 # where the next replica started there (or `mlops log recover` on the node) commits what a
 # killed one left (docs/RELIABILITY.md). The image runs as uid RUN_AS_USER: an init container
@@ -81,7 +86,7 @@ def _container(name: str, image: str, cpu: str, memory: str) -> dict[str, Any]:
             for name, value in (
                 SERVING_ENV
                 | THROUGHPUT_ENV
-                | {HAPROXY_THREADS_ENV: cpu}  # the container's cores
+                | haproxy_threads(int(cpu))
                 | {"RAY_SERVE_HAPROXY_BINARY_PATH": "/usr/sbin/haproxy"}
             ).items()
         ],
