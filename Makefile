@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps data demo test reliability lint stack-up stack-down repro bench bench-model-limit bench-replica-start clean
+.PHONY: install system-deps data demo test reliability lint stack-up stack-down repro bench bench-model-limit bench-replica-start bench-request-stalls clean
 
 install: $(BIN)/mlops system-deps actionlint data ## .venv from uv.lock, Debian's haproxy, wrk and postgresql when possible, the training data
 
@@ -156,6 +156,9 @@ bench: install ## serving and pipeline benchmarks side by side -> benchmarks/RES
 
 bench-replica-start: install ## a replica's imports and model loading against the bare floor -> benchmarks/REPLICA_START.md
 	$(BIN)/python -m benchmarks.replica_start
+
+bench-request-stalls: install ## the log's flush and the collector against a replica's requests -> benchmarks/REQUEST_STALLS.md
+	$(BIN)/python -m benchmarks.request_stalls
 
 bench-model-limit: install ## one booster's latency per runtime (XGBoost, ONNX Runtime, TL2cgen) -> benchmarks/MODEL_LIMIT.md
 	$(BIN)/python -m benchmarks.bench_model_limit

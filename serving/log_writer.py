@@ -7,14 +7,16 @@ reaches `max_rows`, every `interval_s` and on `close()` (the replica's graceful 
 seals the segment, writes the buffered rows as the part named after it and deletes it. Rows of
 a replica that was killed are committed from its segments by the next replica that starts on the
 node (`recover_in_background`), or by `mlops log recover`.
-A flush goes straight from the buffered dicts to Arrow (no pandas frame): it holds the GIL,
-and so stalls the replica's requests, about a third as long (6 vs 17 ms per 3,000 rows).
+A flush goes straight from the buffered dicts to Arrow (no pandas frame), `CONVERT_STEP_ROWS`
+rows at a time: the conversion holds the GIL, and a request waits for one step, not for the
+whole buffer (benchmarks/REQUEST_STALLS.md measures both).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,8 @@ from services.settings import get_settings
 from services.wal import SegmentFiles, part_name, recover, rows_frame, table_frame
 
 log = logging.getLogger(__name__)
+#: Buffered rows converted to Arrow per hold of the GIL; the GIL is released between steps.
+CONVERT_STEP_ROWS = 1_000
 
 
 class InferenceLogWriter:
@@ -95,7 +99,7 @@ class InferenceLogWriter:
                 self._rows, self._tables, self._pending = [], [], 0
                 seq = self._seal() if rows or tables else None
             if seq is not None:  # converted outside the lock: appends go on meanwhile
-                table = concat_parts([*tables, rows_table(rows)] if rows else tables)
+                table = concat_parts([*tables, *rows_tables(rows)])
                 self._sealed.append((seq, table))
             return self._commit_sealed()
 
@@ -142,6 +146,15 @@ class InferenceLogWriter:
                 self._files.close(committed=not self._sealed)
                 self._files = None
         return written
+
+
+def rows_tables(rows: list[dict[str, Any]]) -> list[pa.Table]:
+    """`rows` as tables of up to `CONVERT_STEP_ROWS` rows, letting other threads run between."""
+    tables = []
+    for start in range(0, len(rows), CONVERT_STEP_ROWS):
+        tables.append(rows_table(rows[start : start + CONVERT_STEP_ROWS]))
+        time.sleep(0)  # releases the GIL: the replica's waiting requests go on
+    return tables
 
 
 def log_writer(service: str, kind: Kind, writer_id: str) -> InferenceLogWriter:

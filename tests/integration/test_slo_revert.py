@@ -121,6 +121,10 @@ def test_the_slow_version_is_reverted_because_of_its_latency(fast_then_slow, rep
 
     summary = json.loads(result.summary_json.read_text())
     by_role = {v["role"]: v for v in summary["slo"]["versions"]}
+    print(
+        f"p99 v{fast} {by_role['previous']['p99_latency_ms']:.1f} ms, "
+        f"v{slow} {by_role['production']['p99_latency_ms']:.1f} ms"
+    )
     assert (by_role["production"]["version"], by_role["previous"]["version"]) == (slow, fast)
     assert by_role["production"]["status"] == "breached"
     assert by_role["previous"]["status"] == "met"
@@ -130,10 +134,6 @@ def test_the_slow_version_is_reverted_because_of_its_latency(fast_then_slow, rep
     assert f"v{slow} breaches its SLO: p99 latency" in reason
     assert f"which previous v{fast} met" in reason
     assert summary["measured"]["feature_drift_share"] < 0.3  # the data did not change
-    print(
-        f"p99 v{fast} {by_role['previous']['p99_latency_ms']:.1f} ms, "
-        f"v{slow} {by_role['production']['p99_latency_ms']:.1f} ms"
-    )
 
     record = json.loads(
         (tmp_path / "pull-requests" / f"monitor__{SERVICE}__revert.json").read_text()

@@ -3,10 +3,12 @@ returns, a killed writer loses nothing, and nothing is written twice."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -100,6 +102,7 @@ def test_an_unknown_durability_is_refused_by_name(monkeypatch):
 
 WRITER = """
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from serving.log_writer import InferenceLogWriter
@@ -131,3 +134,28 @@ def test_a_writer_killed_while_appending_and_flushing_loses_no_acknowledged_row(
     assert before and done.rows  # killed part-way: both the writer and the recovery wrote
     assert set(acknowledged) <= set(ids)
     assert len(ids) == len(set(ids))  # exactly once
+
+
+def test_a_flush_converts_the_buffer_in_steps_and_writes_every_row_in_order(tmp_path, monkeypatch):
+    converted: list[int] = []
+    convert = module.rows_table
+    monkeypatch.setattr(
+        module, "rows_table", lambda part: converted.append(len(part)) or convert(part)
+    )
+    log = writer(tmp_path)
+    count = 2 * module.CONVERT_STEP_ROWS + 7
+    log.append_rows(rows(count))
+    assert log.flush() == count
+    assert converted == [module.CONVERT_STEP_ROWS, module.CONVERT_STEP_ROWS, 7]
+    assert logged(log.uri) == [f"r{i}" for i in range(count)]
+    log.close()
+
+
+def test_the_request_stalls_bench_flushes_a_full_buffer_on_each_side():
+    from benchmarks import request_stalls as bench
+
+    buffer = bench.logged_rows(rows(3))
+    side = bench.Side("frozen, small steps", step_rows=7, frozen=True)
+    figures = bench.one_round(side, lambda: time.sleep(0.001), buffer)
+    assert len(buffer) == bench.BUFFER_ROWS and figures["flush"] > 0
+    assert module.CONVERT_STEP_ROWS != 7 and gc.get_freeze_count() == 0  # both restored

@@ -174,9 +174,13 @@ def test_model_slot_keeps_serving_the_old_version_when_a_load_fails(monkeypatch)
         raise RuntimeError(f"version {version} not found")
 
     monkeypatch.setattr("serving.model_slot.load_version", load)
+    frozen = []
+    monkeypatch.setattr("serving.model_slot.gc.freeze", lambda: frozen.append(slot.current))
     slot = ModelSlot("svc", 10)
     asyncio.run(slot.switch_to("1"))
+    assert frozen == [loaded]  # the heap is frozen once the version is in place
     asyncio.run(slot.switch_to("2"))
+    assert frozen == [loaded]  # not after a failed load
     health = slot.health()
     assert slot.current is loaded
     assert health[MODEL_VERSION] == "1" and health["desired_version"] == "2"
