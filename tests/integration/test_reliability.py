@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,7 +29,7 @@ from services.spec import load_spec
 from serving.api import Feedback
 from serving.auth import API_KEY_ENV
 from serving.deploy import app_health, deploy
-from serving.manifest import manifest_path
+from serving.manifest import load, manifest_path, save
 from serving.protocol import (
     DF_RECORDS,
     DF_SPLIT,
@@ -268,12 +268,21 @@ def records(service: str, rows: int = 2) -> list[dict[str, Any]]:
     return frame_to_records(spec, generate(spec, rows, 3)[spec.feature_names])
 
 
-def test_api_key_guards_inference_and_leaves_health_open(served):
+def keyed_manifest(service: str, path: Path) -> Path:
+    """The session's manifest with the API key in `service`'s runtime env, as the deployer puts
+    it there (serving.deploy.runtime_env_vars): only that application's replicas restart."""
+    doc = load(manifest_path())
+    app = next(a for a in doc["applications"] if a["name"] == service)
+    app.setdefault("runtime_env", {}).setdefault("env_vars", {})[API_KEY_ENV] = TEST_KEY
+    save(path, doc)
+    return path
+
+
+def test_api_key_guards_inference_and_leaves_health_open(served, tmp_path):
     service = "fraud-detection"
     body = {RECORDS: records(service)}
-    os.environ[API_KEY_ENV] = TEST_KEY
     try:
-        deploy(manifest_path())  # new runtime_env: replicas restart with the key
+        deploy(keyed_manifest(service, tmp_path / "manifest.yaml"))
         assert wait_ready(service).get("ready")
         with httpx.Client(base_url=f"{get_settings().serve_url}/{service}", timeout=60) as http:
             missing = http.post("/predict", json=body)
@@ -313,7 +322,6 @@ def test_api_key_guards_inference_and_leaves_health_open(served):
                 == 413
             )
     finally:
-        os.environ.pop(API_KEY_ENV, None)
         deploy(manifest_path())
         wait_ready(service)
     restored = httpx.post(f"{get_settings().serve_url}/{service}/predict", json=body, timeout=60)

@@ -189,3 +189,15 @@ def test_an_unreachable_dashboard_is_a_clear_error(cluster, monkeypatch):
     monkeypatch.setenv("MLOPS_DASHBOARD_URL", "http://127.0.0.1:1")
     with pytest.raises(deploy.DeployError, match=r"not reachable.*mlops stack up"):
         deploy.status()
+
+
+def test_the_deployers_api_key_and_settings_reach_every_application(monkeypatch):
+    from services.settings import SERVING_RUNTIME_ENV
+    from serving.auth import API_KEY_ENV
+
+    monkeypatch.setenv(API_KEY_ENV, "k-123")
+    monkeypatch.setenv(SERVING_RUNTIME_ENV, "xgboost")
+    values = deploy.runtime_env_vars()
+    assert values[API_KEY_ENV] == "k-123" and values[SERVING_RUNTIME_ENV] == "xgboost"
+    monkeypatch.delenv(API_KEY_ENV)
+    assert API_KEY_ENV not in deploy.runtime_env_vars()
