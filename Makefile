@@ -5,13 +5,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps data demo test reliability lint stack-up stack-down repro bench bench-model-limit bench-replica-start bench-request-stalls clean
+.PHONY: install environment system-deps data demo test reliability lint stack-up stack-down repro bench bench-model-limit bench-replica-start bench-request-stalls clean
 
-install: $(BIN)/mlops system-deps actionlint data ## .venv from uv.lock, Debian's haproxy, wrk and postgresql when possible, the training data
+install: environment data ## the environment and the training data
 
+environment: $(BIN)/mlops system-deps actionlint ## .venv from uv.lock, Debian's haproxy, wrk and postgresql when possible, the workflow linter (what every workflow job sets up)
+
+# uv goes into the new .venv from the interpreter's own pip (no pip copied into .venv), or
+# through ensurepip when that pip is missing or older than 22.3 (no --python).
 $(BIN)/mlops: pyproject.toml uv.lock
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	test -x $(BIN)/uv || $(BIN)/pip install --quiet "uv>=0.5"
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	test -x $(BIN)/uv || $(PYTHON) -m pip --python $(BIN)/python install --quiet "uv>=0.5" 2>/dev/null \
+	  || { $(BIN)/python -m ensurepip --default-pip >/dev/null && $(BIN)/python -m pip install --quiet "uv>=0.5"; }
 	$(BIN)/uv sync --frozen --quiet
 	touch $@
 

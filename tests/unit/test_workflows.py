@@ -371,8 +371,29 @@ def test_make_install_brings_the_debian_programs_the_suite_runs():
     ).stdout
     (packages,) = re.findall(r"^SYSTEM_PACKAGES := (.*)$", database, re.M)
     assert {"haproxy", "wrk", "postgresql"} <= set(packages.split())
-    install = re.search(r"^install: (.*?)##", (ROOT / "Makefile").read_text(), re.M)
-    assert install and "system-deps" in install.group(1).split()
+    makefile = (ROOT / "Makefile").read_text()
+    install = re.search(r"^install: (.*?)##", makefile, re.M)
+    environment = re.search(r"^environment: (.*?)##", makefile, re.M)
+    assert install and environment and "environment" in install.group(1).split()
+    assert "system-deps" in environment.group(1).split()
+
+
+def test_jobs_set_up_the_environment_and_fetch_training_data_only_where_they_use_it():
+    """The setup action installs no training data; a job that trains, checks or monitors on it
+    runs `mlops data init` (after its DVC remote is configured) before the first step that
+    reads it."""
+    scripts = [step.get("run", "") for step in steps_of(load(GITHUB / "actions/setup/action.yml"))]
+    assert any("make environment" in script for script in scripts), scripts
+    assert not any("make install" in script or "make data" in script for script in scripts)
+    readers = ("dvc repro", "mlops monitor")
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            runs = [step.get("run", "") for step in job.get("steps", [])]
+            first_reader = next(
+                (i for i, run in enumerate(runs) if any(r in run for r in readers)), None
+            )
+            if first_reader is not None:
+                assert any("mlops data init" in run for run in runs[:first_reader]), (path, name)
 
 
 def test_act_targets_push_to_a_local_bare_repository_by_default(tmp_path: Path):
