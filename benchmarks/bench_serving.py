@@ -36,6 +36,7 @@ from benchmarks import (
     breakdown,
     durability_ab,
     haproxy_ab,
+    merging_ab,
     rollout_ab,
     runtime_ab,
     telemetry_ab,
@@ -55,6 +56,7 @@ BATCH_CLIENTS = 2  # the Batch deployment's max_ongoing_requests: upload overlap
 SECTIONS = (
     "realtime",
     "runtime",
+    "merging",
     "telemetry",
     "rollout",
     "durability",
@@ -298,6 +300,7 @@ def run(
             {RECORDS: frame_to_records(spec, generate(spec, 1, 3)[spec.feature_names])}
         )
         predict_url = f"{settings.serve_url}/{SERVICE}/predict"
+        health_url = f"{settings.serve_url}/{SERVICE}/health"
         load = ab.Load(predict_url, body, duration_s, WARMUP_S)
         if "realtime" in sections:
             log.info("real-time load")
@@ -306,10 +309,15 @@ def run(
             results["breakdown"] = breakdown.stage_costs_us(SERVICE, version, body)
         if "runtime" in sections:
             log.info("replicas' runtime: %s, alternating", ", ".join(runtime_ab.RUNTIMES))
-            health_url = f"{settings.serve_url}/{SERVICE}/health"
             results["runtime"] = {
                 key: [asdict(r) for r in runs]
                 for key, runs in runtime_ab.measure_cost(load, health_url).items()
+            }
+        if "merging" in sections:
+            log.info("request merging: %s, alternating", ", ".join(merging_ab.sides()))
+            results["merging"] = {
+                key: [asdict(r) for r in runs]
+                for key, runs in merging_ab.measure_cost(load, health_url).items()
             }
         if "telemetry" in sections:
             log.info("request telemetry: off and on, alternating")
@@ -362,9 +370,10 @@ DEFAULTS = """## Why the serving defaults are what they are
   Ray's workers start at nice 15 (any busy nice-0 process preempts them), its access line is a
   large share of a replica's CPU per request (the inference log records every row anyway), and
   HAProxy's per-request metrics log is parsed in Python (A/B table in docs/SERVING.md).
-- **`@serve.batch(max_batch_size=64, batch_wait_timeout_s=0)`**: requests already queued are
-  scored in one model call; none waits for company, since any wait adds straight to
-  single-connection latency.
+- **Request merging `{max_requests: 64, wait_ms: 0}`** (each spec's `serving.request_merging`,
+  applied to Ray Serve's `@serve.batch`): requests already queued are scored in one model call;
+  none waits for company, since any wait adds straight to single-connection latency (the
+  merging A/B below).
 - **Calls of up to 32 rows on ONNX Runtime** (`MLOPS_SERVING_RUNTIME=onnx`), on the version's
   conversion that registration checked against XGBoost on every test row; larger calls on
   XGBoost's `inplace_predict` (the runtime A/B below, MODEL_LIMIT.md for the crossover).
@@ -452,6 +461,7 @@ def report(results: dict[str, Any]) -> str:
             '("Where a request\'s time goes" splits one request into its parts).',
         ]
     lines += runtime_ab.report_lines(results.get("runtime"))
+    lines += merging_ab.report_lines(results.get("merging"))
     lines += telemetry_ab.report_lines(results.get("telemetry"))
     lines += rollout_ab.report_lines(results.get("rollout"))
     lines += durability_ab.report_lines(

@@ -204,6 +204,15 @@ class Autoscaling(_Strict):
         return self
 
 
+class RequestMerging(_Strict):
+    """Concurrent real-time calls a replica scores in one model call (Ray Serve's
+    `@serve.batch`): up to `max_requests` of those queued, after waiting `wait_ms` for company
+    (0: only requests already queued are merged, none waits)."""
+
+    max_requests: int = Field(default=64, ge=1, le=1_024)
+    wait_ms: float = Field(default=0.0, ge=0, le=1_000)
+
+
 class Serving(_Strict):
     """Real-time and batch deployment settings."""
 
@@ -212,6 +221,7 @@ class Serving(_Strict):
     max_request_rows: int = Field(default=1_000, ge=1)
     max_batch_rows: int = Field(default=100_000, ge=1)
     max_ongoing_requests: int = Field(default=32, ge=1)
+    request_merging: RequestMerging = RequestMerging()
 
 
 class Monitoring(_Strict):

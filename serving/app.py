@@ -45,9 +45,10 @@ from services.inference_log import (
     Variant,
 )
 from services.settings import get_settings
+from services.spec import RequestMerging
 from serving.api import RequestError, ServiceApi, check_size, new_request, now, row_ids
 from serving.auth import ApiKeyAuth
-from serving.deployments import BATCH, MODEL_VERSION_KEY, REALTIME
+from serving.deployments import BATCH, MODEL_VERSION_KEY, REALTIME, REQUEST_MERGING_KEY
 from serving.log_writer import log_writer, recover_in_background
 from serving.model_slot import LoadedModel, ModelSlot
 from serving.protocol import PREDICTIONS
@@ -55,10 +56,7 @@ from serving.routing import ROLLOUT_KEY, ROUTING_HEADER, RolloutTraffic, Route, 
 from serving.telemetry import RequestTelemetry, started_at
 
 log = logging.getLogger(__name__)
-# Dynamic batching: requests already queued are scored together, none waits for company
-# (a wait would add straight to single-connection latency).
-MAX_BATCH_SIZE = 64
-BATCH_WAIT_S = 0.0
+DEFAULT_MERGING = RequestMerging()  # replaced by the application's own in each replica
 Parse = Callable[[ServiceApi, bytes], list[dict[str, Any]]]  # body -> validated records
 Shape = Callable[[str, list[dict[str, Any]]], dict[str, Any]]  # version, predictions -> body
 
@@ -71,6 +69,7 @@ class AppArgs(BaseModel):
     service: str
     max_request_rows: int = Field(ge=1)
     max_batch_rows: int = Field(ge=1)
+    request_merging: RequestMerging = DEFAULT_MERGING
 
 
 def _encode(payload: Any) -> bytes:
@@ -201,6 +200,9 @@ def realtime_deployment(args: AppArgs) -> Any:
             super().__init__(settings.service, settings.max_request_rows, "predict")
             self.batch = batch
             self.max_batch_rows = settings.max_batch_rows
+            self.merging = settings.request_merging
+            self._score.set_max_batch_size(self.merging.max_requests)
+            self._score.set_batch_wait_timeout_s(self.merging.wait_ms / 1_000)
             self.auth = ApiKeyAuth.from_env()  # MLOPS_API_KEY; off when unset
             self.feedback_log = log_writer(self.service, FEEDBACK_KIND, f"feedback-{_replica_id()}")
             self.candidate = ModelSlot(self.service, settings.max_request_rows)
@@ -226,7 +228,10 @@ def realtime_deployment(args: AppArgs) -> Any:
             if self.candidate.current and self.candidate.current.version == traffic.candidate:
                 self.router = Router(traffic)
 
-        @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
+        @serve.batch(
+            max_batch_size=DEFAULT_MERGING.max_requests,
+            batch_wait_timeout_s=DEFAULT_MERGING.wait_ms / 1_000,
+        )
         async def _score(
             self, versions: list[LoadedModel], batches: list[list[dict[str, Any]]]
         ) -> list[np.ndarray]:
@@ -389,7 +394,10 @@ def realtime_deployment(args: AppArgs) -> Any:
 
         @api.get("/health", summary="Model version and readiness of the answering replica")
         async def health(self) -> Response:
-            body = self.slot.health() | {"replica": _replica_id()}
+            body = self.slot.health() | {
+                "replica": _replica_id(),
+                REQUEST_MERGING_KEY: self.merging.model_dump(),
+            }
             if self.candidate.desired is not None:
                 body[ROLLOUT_KEY] = self.candidate.health() | {
                     "traffic": None if self.router.traffic is None else self.router.traffic.config()

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from services.settings import repo_root
 from services.spec import ServiceSpec, load_catalogue, load_spec, service_names
-from serving.deployments import BATCH, DEPLOYMENTS, MODEL_VERSION_KEY, REALTIME
+from serving.deployments import BATCH, DEPLOYMENTS, MODEL_VERSION_KEY, REALTIME, REQUEST_MERGING_KEY
 from serving.routing import ROLLOUT_KEY, VERSION_REGEX, RolloutTraffic
 
 IMPORT_PATH = "serving.app:build_app"
@@ -249,6 +249,7 @@ def render_application(
             "service": spec.name,
             "max_request_rows": spec.serving.max_request_rows,
             "max_batch_rows": spec.serving.max_batch_rows,
+            REQUEST_MERGING_KEY: spec.serving.request_merging.model_dump(),
         },
         "deployments": [
             {

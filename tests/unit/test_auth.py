@@ -163,6 +163,7 @@ def test_every_inference_route_checks_the_key_and_health_does_not():
     replica = object.__new__(realtime)
     replica.auth = ApiKeyAuth(KEY)
     replica.service, replica.max_batch_rows = spec.name, spec.serving.max_batch_rows
+    replica.merging = spec.serving.request_merging
     replica.slot = ModelSlot(spec.name, spec.serving.max_request_rows)
     replica.candidate = ModelSlot(spec.name, spec.serving.max_request_rows)
     replica.router = Router(None)

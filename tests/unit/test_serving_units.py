@@ -6,6 +6,7 @@ import asyncio
 import shutil
 from types import SimpleNamespace
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -20,6 +21,7 @@ from services.inference_log import (
     write_part,
 )
 from services.settings import PACKAGE_REPO
+from services.spec import load_spec
 from serving import k8s, manifest
 from serving.log_writer import InferenceLogWriter
 from serving.model_slot import LoadedModel, ModelSlot
@@ -199,3 +201,27 @@ def test_model_slot_without_any_model_raises(monkeypatch):
     with pytest.raises(RuntimeError):
         asyncio.run(slot.switch_to("9"))
     assert slot.current is None and "no such version" in slot.health()["error"]
+
+
+def test_a_replica_merges_requests_as_its_application_says_and_reports_it(tmp_path, monkeypatch):
+    from serving import app as serving_app
+    from serving.deployments import REQUEST_MERGING_KEY
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    spec = load_spec("fraud-detection")
+    rendered = manifest.render_application(spec, "1")["args"]
+    assert rendered[REQUEST_MERGING_KEY] == spec.serving.request_merging.model_dump()
+    assert REQUEST_MERGING_KEY in serving_app.AppArgs.model_fields
+    args = rendered | {REQUEST_MERGING_KEY: {"max_requests": 5, "wait_ms": 2.5}}
+    realtime = serving_app.realtime_deployment(serving_app.AppArgs(**args)).func_or_class
+    replica = object.__new__(realtime)
+    super(realtime, replica).__init__(args, None)  # the class under Serve's ingress wrapper
+    try:
+        assert replica._score._get_max_batch_size() == 5
+        assert replica._score._get_batch_wait_timeout_s() == 0.0025
+        replica.slot.adopt(LoadedModel("1", SimpleNamespace(runtime="onnx"), object()))  # type: ignore[arg-type]
+        health = asyncio.run(replica.health())
+        assert orjson.loads(health.body)[REQUEST_MERGING_KEY] == {"max_requests": 5, "wait_ms": 2.5}
+    finally:
+        replica.predictions_log.close()
+        replica.feedback_log.close()

@@ -111,6 +111,14 @@ INVALID = {
         ["target", "'is_fraud' is also listed as a feature"],
     ),
     "unknown top-level key": (lambda r: r.update(owner="team"), ["owner", "Extra inputs"]),
+    "request merging of no request": (
+        lambda r: r["serving"]["request_merging"].update(max_requests=0),
+        ["serving.request_merging.max_requests", "greater than or equal to 1"],
+    ),
+    "negative merging wait": (
+        lambda r: r["serving"]["request_merging"].update(wait_ms=-1),
+        ["serving.request_merging.wait_ms", "greater than or equal to 0"],
+    ),
     "unknown nested key": (
         lambda r: r["serving"]["realtime"].update(replicas=3),
         ["serving.realtime.replicas", "Extra inputs"],
