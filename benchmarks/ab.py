@@ -88,6 +88,12 @@ def median(results: list[dict[str, float]], field: str) -> float:
     return statistics.median(r[field] for r in results)
 
 
+def median_rates(cost: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, float], str]:
+    """Per side, the median requests/s of its rounds; and the side with the highest."""
+    rates = {key: median(runs, "requests_per_s") for key, runs in cost.items()}
+    return rates, max(rates, key=rates.__getitem__)
+
+
 def table(label: str, sides: Sequence[tuple[str, list[dict[str, Any]]]]) -> list[str]:
     """A markdown table of the median figures of each side (label, stored runs), in order."""
     lines = [

@@ -37,6 +37,7 @@ from benchmarks import (
     durability_ab,
     haproxy_ab,
     merging_ab,
+    replicas_ab,
     rollout_ab,
     runtime_ab,
     telemetry_ab,
@@ -57,6 +58,7 @@ SECTIONS = (
     "realtime",
     "runtime",
     "merging",
+    "replicas",
     "telemetry",
     "rollout",
     "durability",
@@ -319,6 +321,14 @@ def run(
                 key: [asdict(r) for r in runs]
                 for key, runs in merging_ab.measure_cost(load, health_url).items()
             }
+        if "replicas" in sections:
+            log.info(
+                "Realtime replicas: %s, alternating", ", ".join(map(str, replicas_ab.counts()))
+            )
+            results["replicas"] = {
+                key: [asdict(r) for r in runs]
+                for key, runs in replicas_ab.measure_cost(load).items()
+            }
         if "telemetry" in sections:
             log.info("request telemetry: off and on, alternating")
             cost = telemetry_ab.measure_cost(predict_url, body, duration_s, WARMUP_S)
@@ -379,8 +389,8 @@ DEFAULTS = """## Why the serving defaults are what they are
   XGBoost's `inplace_predict` (the runtime A/B below, MODEL_LIMIT.md for the crossover).
 - **`max_ongoing_requests: 32`, 1-2 real-time replicas per service, `target_ongoing_requests:
   8`**: one replica per core at full load (each replica is one Python thread plus XGBoost with
-  `nthread=1`; more threads than cores only adds contention), and enough requests in flight per
-  replica to fill a batch.
+  `nthread=1`; more threads than cores only adds contention: the replicas A/B below), and
+  enough requests in flight per replica to fill a batch.
 - **Validation of the raw bytes by pydantic-core** (no JSON-to-dict-to-model double pass),
   **orjson** responses, request ids built from one UUID per request.
 - **`/batch`**: a separate deployment (scales to zero) so large tables never queue behind
@@ -462,6 +472,7 @@ def report(results: dict[str, Any]) -> str:
         ]
     lines += runtime_ab.report_lines(results.get("runtime"))
     lines += merging_ab.report_lines(results.get("merging"))
+    lines += replicas_ab.report_lines(results.get("replicas"))
     lines += telemetry_ab.report_lines(results.get("telemetry"))
     lines += rollout_ab.report_lines(results.get("rollout"))
     lines += durability_ab.report_lines(

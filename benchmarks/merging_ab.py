@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.ab import CONNECTIONS, Load, Setting, alternate, median, table
+from benchmarks.ab import CONNECTIONS, Load, Setting, alternate, median_rates, table
 from benchmarks.load import LoadResult
 from services.spec import RequestMerging, load_spec
 from serving.deployments import REQUEST_MERGING_KEY
@@ -47,16 +47,14 @@ def describe(merging: RequestMerging) -> str:
 def merging_deployed(merging: RequestMerging, health_url: str) -> Iterator[None]:
     """The manifest deployed with SERVICE's replicas merging as `merging` says, checked on
     `/health` (a side that silently kept the old setting would make the A/B meaningless)."""
+    from mlops.sandbox import manifest_copy
     from serving.deploy import deploy
-    from serving.manifest import load, manifest_path, save
 
-    doc = load(manifest_path())
-    app = next(a for a in doc["applications"] if a["name"] == SERVICE)
-    app["args"][REQUEST_MERGING_KEY] = merging.model_dump()
+    def edit(app: Any) -> None:
+        app["args"][REQUEST_MERGING_KEY] = merging.model_dump()
+
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "manifest.yaml"
-        save(path, doc)
-        deploy(path)
+        deploy(manifest_copy(Path(folder) / "manifest.yaml", SERVICE, edit))
     reported = httpx.get(health_url, timeout=30).json().get(REQUEST_MERGING_KEY)
     if reported != merging.model_dump():
         raise RuntimeError(f"deployed {merging.model_dump()}, /health reports {reported}")
@@ -77,8 +75,7 @@ def report_lines(cost: dict[str, list[dict[str, Any]]] | None) -> list[str]:
     if not cost:
         return []
     merging = sides()
-    rate = {key: median(runs, "requests_per_s") for key, runs in cost.items()}
-    best = max(rate, key=rate.__getitem__)
+    rate, best = median_rates(cost)
     verdict = (
         "the spec's setting is the fastest side"
         if best == SPEC

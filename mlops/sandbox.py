@@ -1,5 +1,5 @@
-"""A private copy of the working tree and free loopback ports, for runs that must not touch
-the developer's checkout or local stack (the test suite, the benchmarks)."""
+"""A private copy of the working tree, of the manifest, and free loopback ports, for runs that
+must not touch the developer's checkout or local stack (the test suite, the benchmarks)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,23 @@ import random
 import shutil
 import socket
 import subprocess
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
 
 from services.gitutil import working_files
 from services.settings import PACKAGE_REPO
+
+
+def manifest_copy(path: Path, service: str, edit: Callable[[Any], None]) -> Path:
+    """The manifest saved at `path` with `edit` applied to `service`'s application entry: a
+    setting deployed for a test or an A/B while the manifest itself stays as git has it."""
+    from serving.manifest import load, manifest_path, save
+
+    doc = load(manifest_path())
+    edit(next(app for app in doc["applications"] if app["name"] == service))
+    save(path, doc)
+    return path
 
 
 def free_port() -> int:

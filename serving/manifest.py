@@ -151,6 +151,11 @@ def _realtime(app: Any) -> Any:
     return next(d for d in app["deployments"] if d["name"] == REALTIME)
 
 
+def hold_replicas(count: int, app: Any) -> None:
+    """Edit an application entry to hold exactly `count` Realtime replicas (min = max)."""
+    _realtime(app)["autoscaling_config"].update(min_replicas=count, max_replicas=count)
+
+
 def _rollout_of(app: Any) -> RolloutTraffic | None:
     raw = (_realtime(app).get("user_config") or {}).get(ROLLOUT_KEY)
     return None if raw is None else RolloutTraffic.model_validate(_plain(raw))

@@ -3,6 +3,7 @@ the Realtime replicas Ray reports, and deploys with a fixed replica count."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
@@ -12,6 +13,7 @@ from typing import Any, Self
 import httpx
 from ray.serve.schema import ReplicaDetails, ReplicaState
 
+from mlops.sandbox import manifest_copy
 from services.datagen import generate
 from services.inference_log import (
     FEEDBACK_KIND,
@@ -27,7 +29,7 @@ from services.schema import frame_to_records
 from services.settings import get_settings
 from services.spec import load_spec
 from serving.deploy import app_health, applications, deploy
-from serving.manifest import REALTIME, load, manifest_path, save
+from serving.manifest import REALTIME, hold_replicas, manifest_path
 from serving.protocol import PREDICTIONS, RECORDS
 from tests.figures import record_figure
 
@@ -71,13 +73,8 @@ def wait_for_replicas(
 
 def deploy_with_replicas(service: str, directory: Path, count: int) -> None:
     """Deploy a copy of the manifest whose Realtime deployment has exactly `count` replicas."""
-    doc = load(manifest_path())
-    app = next(a for a in doc["applications"] if a["name"] == service)
-    realtime = next(d for d in app["deployments"] if d["name"] == REALTIME)
-    realtime["autoscaling_config"].update(min_replicas=count, max_replicas=count)
-    path = directory / "replicas.yaml"
-    save(path, doc)
-    deploy(path)
+    edit = functools.partial(hold_replicas, count)
+    deploy(manifest_copy(directory / "replicas.yaml", service, edit))
     wait_for_replicas(service, count, 120)
 
 

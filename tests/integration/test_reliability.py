@@ -11,7 +11,6 @@ import copy
 import json
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
+from mlops.sandbox import manifest_copy
 from services.datagen import generate
 from services.inference_log import LABEL, REQUEST_ID
 from services.schema import frame_to_records
@@ -29,7 +29,7 @@ from services.spec import load_spec
 from serving.api import Feedback
 from serving.auth import API_KEY_ENV
 from serving.deploy import app_health, deploy
-from serving.manifest import load, manifest_path, save
+from serving.manifest import manifest_path
 from serving.protocol import (
     DF_RECORDS,
     DF_SPLIT,
@@ -268,21 +268,17 @@ def records(service: str, rows: int = 2) -> list[dict[str, Any]]:
     return frame_to_records(spec, generate(spec, rows, 3)[spec.feature_names])
 
 
-def keyed_manifest(service: str, path: Path) -> Path:
-    """The session's manifest with the API key in `service`'s runtime env, as the deployer puts
-    it there (serving.deploy.runtime_env_vars): only that application's replicas restart."""
-    doc = load(manifest_path())
-    app = next(a for a in doc["applications"] if a["name"] == service)
+def keyed(app: Any) -> None:
+    """The API key in an application's runtime env, where the deployer puts it
+    (serving.deploy.runtime_env_vars): only that application's replicas restart."""
     app.setdefault("runtime_env", {}).setdefault("env_vars", {})[API_KEY_ENV] = TEST_KEY
-    save(path, doc)
-    return path
 
 
 def test_api_key_guards_inference_and_leaves_health_open(served, tmp_path):
     service = "fraud-detection"
     body = {RECORDS: records(service)}
     try:
-        deploy(keyed_manifest(service, tmp_path / "manifest.yaml"))
+        deploy(manifest_copy(tmp_path / "manifest.yaml", service, keyed))
         assert wait_ready(service).get("ready")
         with httpx.Client(base_url=f"{get_settings().serve_url}/{service}", timeout=60) as http:
             missing = http.post("/predict", json=body)
