@@ -69,6 +69,19 @@ def deployed_with(variable: str, value: str | None) -> Iterator[None]:
             os.environ[variable] = saved
 
 
+def deploy_edited(service: str, edit: Callable[[Any], None]) -> None:
+    """Deploy the manifest with `edit` applied to `service`'s application (a scratch copy: the
+    manifest itself is untouched)."""
+    import tempfile
+    from pathlib import Path
+
+    from mlops.sandbox import manifest_copy
+    from serving.deploy import deploy
+
+    with tempfile.TemporaryDirectory() as folder:
+        deploy(manifest_copy(Path(folder) / "manifest.yaml", service, edit))
+
+
 def alternate(settings: Sequence[Setting], load: Load) -> dict[str, list[LoadResult]]:
     """Per setting key, one measurement a round; every round goes through the settings in
     order, each deployed, warmed up, then measured."""

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.ab import CONNECTIONS, Load, Setting, alternate, median_rates, table
+from benchmarks.ab import (
+    CONNECTIONS,
+    Load,
+    Setting,
+    alternate,
+    deploy_edited,
+    median_rates,
+    table,
+)
 from benchmarks.load import LoadResult
 from services.spec import RequestMerging, load_spec
 from serving.deployments import REQUEST_MERGING_KEY
@@ -47,14 +53,11 @@ def describe(merging: RequestMerging) -> str:
 def merging_deployed(merging: RequestMerging, health_url: str) -> Iterator[None]:
     """The manifest deployed with SERVICE's replicas merging as `merging` says, checked on
     `/health` (a side that silently kept the old setting would make the A/B meaningless)."""
-    from mlops.sandbox import manifest_copy
-    from serving.deploy import deploy
 
     def edit(app: Any) -> None:
         app["args"][REQUEST_MERGING_KEY] = merging.model_dump()
 
-    with tempfile.TemporaryDirectory() as folder:
-        deploy(manifest_copy(Path(folder) / "manifest.yaml", SERVICE, edit))
+    deploy_edited(SERVICE, edit)
     reported = httpx.get(health_url, timeout=30).json().get(REQUEST_MERGING_KEY)
     if reported != merging.model_dump():
         raise RuntimeError(f"deployed {merging.model_dump()}, /health reports {reported}")

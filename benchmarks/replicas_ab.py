@@ -13,13 +13,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from benchmarks.ab import CONNECTIONS, Load, Setting, alternate, median_rates, table
+from benchmarks.ab import (
+    CONNECTIONS,
+    Load,
+    Setting,
+    alternate,
+    deploy_edited,
+    median_rates,
+    table,
+)
 from benchmarks.load import LoadResult
 from services.spec import load_spec
 from serving.deployments import REALTIME
@@ -54,13 +60,9 @@ def running_replicas() -> tuple[int, int]:
 @contextlib.contextmanager
 def replicas_deployed(count: int) -> Iterator[None]:
     """The manifest deployed with exactly `count` Realtime replicas, all running."""
-    from mlops.sandbox import manifest_copy
-    from serving.deploy import deploy
     from serving.manifest import hold_replicas
 
-    with tempfile.TemporaryDirectory() as folder:
-        edit = functools.partial(hold_replicas, count)
-        deploy(manifest_copy(Path(folder) / "manifest.yaml", SERVICE, edit))
+    deploy_edited(SERVICE, functools.partial(hold_replicas, count))
     deadline = time.monotonic() + WAIT_S
     while running_replicas() != (count, count):
         if time.monotonic() > deadline:
