@@ -167,6 +167,10 @@ def recover(root: Path) -> Recovery:
     for folder in sorted(root.glob("*/*/*")):
         if folder.name.startswith(".") or not folder.is_dir():
             continue
+        if not (folder / LOCK_FILE).exists():  # a removal cut short after the lock went
+            with contextlib.suppress(FileNotFoundError):  # or another recovery's removal
+                folder.rmdir()
+            continue
         with _locked(folder) as owned:
             if owned and folder.exists():
                 _recover_writer(folder, done)
@@ -197,25 +201,28 @@ def _locked(folder: Path) -> Iterator[bool]:
 
 
 def _recover_writer(folder: Path, done: Recovery) -> None:
-    uri = json.loads((folder / META_FILE).read_text())["uri"]
-    service, kind = folder.parent.parent.name, cast(Kind, folder.parent.name)
-    for segment in sorted(folder.glob(f"*{SEGMENT_SUFFIX}")):
-        tables = read_segment(segment)
-        if tables:
-            table = concat_parts(tables)
-            name = part_name(folder.name, int(segment.stem))
-            done.parts.append(commit_part(uri, service, kind, table, name))
-            done.rows += len(table)
-            done.segments += 1
-        segment.unlink()
-    done.writers += 1
+    meta = folder / META_FILE
+    if meta.exists():  # else a removal was cut short after its segments went: only remove
+        uri = json.loads(meta.read_text())["uri"]
+        service, kind = folder.parent.parent.name, cast(Kind, folder.parent.name)
+        for segment in sorted(folder.glob(f"*{SEGMENT_SUFFIX}")):
+            tables = read_segment(segment)
+            if tables:
+                table = concat_parts(tables)
+                name = part_name(folder.name, int(segment.stem))
+                done.parts.append(commit_part(uri, service, kind, table, name))
+                done.rows += len(table)
+                done.segments += 1
+            segment.unlink()
+        done.writers += 1
     _remove(folder)
 
 
 def _remove(folder: Path) -> None:
-    """Remove a writer's folder, its lock file last (held by the caller)."""
-    for path in folder.iterdir():
-        if path.name != LOCK_FILE:
-            path.unlink()
+    """Remove a writer's folder in an order `recover` can finish from wherever a crash cuts it
+    short: the segments, then the log's URI, then the lock (held by the caller), the folder."""
+    for segment in folder.glob(f"*{SEGMENT_SUFFIX}"):
+        segment.unlink()
+    (folder / META_FILE).unlink(missing_ok=True)
     (folder / LOCK_FILE).unlink()
     folder.rmdir()

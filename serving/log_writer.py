@@ -72,19 +72,21 @@ class InferenceLogWriter:
     def append_rows(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             frame = b"" if self._files is None else rows_frame(rows)
-            self._append(self._rows.extend, rows, len(rows), frame)
+            self._append(lambda: self._rows.extend(rows), len(rows), frame)
 
     def append_frame(self, frame: pd.DataFrame | pa.Table) -> None:
         table = to_arrow(frame)
         if len(table):
             encoded = b"" if self._files is None else table_frame(table)
-            self._append(self._tables.append, table, len(table), encoded)
+            self._append(lambda: self._tables.append(table), len(table), encoded)
 
-    def _append(self, add: Callable[[Any], None], item: Any, count: int, frame: bytes) -> None:
+    def _append(self, add: Callable[[], None], count: int, frame: bytes) -> None:
+        """Write `frame` to the open segment and `add` its rows to the buffer, both under the
+        lock: `add` finds the buffer only then, so its rows go where the frame went."""
         with self._lock:
             if self._files is not None:  # before the buffer: a failed write keeps nothing
                 self._files.append(frame, self.sync)
-            add(item)
+            add()
             self._pending += count
             full = self._pending >= self.max_rows
         if full:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -123,17 +124,53 @@ def test_a_writer_killed_while_appending_and_flushing_loses_no_acknowledged_row(
         text=True,
     )
     acknowledged: list[str] = []
+
+    def read_acknowledgements() -> None:  # all along: the writer never waits for the pipe
+        for line in process.stdout:
+            acknowledged.append(line.strip())
+
+    reader = threading.Thread(target=read_acknowledgements)
+    reader.start()
     while len(acknowledged) < 3_000 or not logged(uri):  # killed after a flush or more
-        acknowledged += [process.stdout.readline().strip() for _ in range(500)]
-        assert len(acknowledged) < 500_000, "the writer never flushed"
+        assert process.poll() is None, "the writer ended before it was killed"
+        time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    reader.join()
     before = logged(uri)  # what its flushes had committed
     done = recover(wal)
     ids = logged(uri)
     assert before and done.rows  # killed part-way: both the writer and the recovery wrote
     assert set(acknowledged) <= set(ids)
     assert len(ids) == len(set(ids))  # exactly once
+
+
+class FlushFirst:
+    """The writer's lock, but a flush runs to its end just before the first entry."""
+
+    def __init__(self, log: InferenceLogWriter) -> None:
+        self.log, self.lock, self.armed = log, log._lock, True
+
+    def __enter__(self) -> None:
+        if self.armed:
+            self.armed = False
+            flusher = threading.Thread(target=self.log.flush)
+            flusher.start()
+            flusher.join()
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_rows_appended_while_a_flush_takes_the_buffer_are_written_once(tmp_path):
+    log = writer(tmp_path)
+    log.append_rows(rows(2))
+    log._lock = FlushFirst(log)  # the flush takes the buffer while this append waits
+    log.append_rows(rows(1, start=2))
+    log.append_frame(pd.DataFrame(rows(1, start=3)))
+    log.close()
+    assert sorted(logged(log.uri)) == ["r0", "r1", "r2", "r3"]
 
 
 def test_a_flush_converts_the_buffer_in_steps_and_writes_every_row_in_order(tmp_path, monkeypatch):

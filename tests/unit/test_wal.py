@@ -28,6 +28,8 @@ from services.inference_log import (
 from services.settings import PACKAGE_REPO
 from services.wal import (
     HEADER,
+    LOCK_FILE,
+    META_FILE,
     SegmentFiles,
     part_name,
     read_segment,
@@ -128,6 +130,19 @@ def test_a_crash_after_the_part_and_before_the_segments_deletion_writes_no_dupli
     commit_part(uri, SERVICE, PREDICTIONS_KIND, table, part_name("predict-a", 0))  # then killed
     assert recover(root).segments == 1
     assert logged(uri) == ["r0", "r1", "r2"] and len(parts(uri)) == 1
+
+
+@pytest.mark.parametrize("left", [[META_FILE, LOCK_FILE], [LOCK_FILE], []])
+def test_a_removal_cut_short_at_any_step_is_finished_by_the_next_recovery(tmp_path, left):
+    root, uri = tmp_path / "wal", str(tmp_path / "log")
+    folder = dead_writer(root, uri, "predict-a", [rows(3)])
+    meta = (folder / META_FILE).read_text()
+    assert recover(root).rows == 3
+    folder.mkdir()  # as a removal killed part-way leaves it: `left` is not deleted yet
+    for name in left:
+        (folder / name).write_text(meta)
+    assert recover(root).rows == 0
+    assert not any(root.glob("*/*/*")) and logged(uri) == ["r0", "r1", "r2"]
 
 
 def test_a_crash_while_the_part_is_written_leaves_nothing_readable_and_a_rerun_commits_it(
