@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from services.ray_access import use_in_this_process
-from services.registry import connect
 from services.settings import get_settings
 from services.spec import load_spec
 from serving.gitops import version_on_main
@@ -23,6 +22,8 @@ ACTOR_WAIT_S = 120  # fail with a clear error rather than wait forever for a sco
 
 def production_version(service: str) -> str:
     """The version the manifest on main names (what runs); an alias that disagrees is logged."""
+    from services.registry import connect  # MLflow: only when the version is not given
+
     version, note = version_on_main(connect(), service)
     if version is None:
         raise ValueError(f"{service}: the manifest on main names no version; pass --version")

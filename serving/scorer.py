@@ -2,7 +2,8 @@
 batches in, predictions out.
 
 A module of its own: Ray pickles the class by reference, so a worker imports this module and
-what scoring needs (the model from the node's cache), not the driver's MLflow and git code.
+what scoring needs (the model from the node's cache), not the driver's MLflow and git code; the
+driver, which only pickles the class, imports neither XGBoost nor the model cache.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import pandas as pd
 
 from services.inference_log import MODEL_VERSION
-from services.model_cache import load_cached
 from services.schema import validate_features
 
 
@@ -18,6 +18,8 @@ class Scorer:
     """Ray Data callable: scores batches with version `version` of `service` and its own spec."""
 
     def __init__(self, service: str, version: str) -> None:
+        from services.model_cache import load_cached  # on the worker only (XGBoost comes along)
+
         self.version = version
         self.model = load_cached(service, version)
         self.spec = self.model.spec  # the scored version's own features and rules

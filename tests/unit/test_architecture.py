@@ -134,3 +134,11 @@ def test_a_replica_starts_without_mlflow_or_other_packages_it_does_not_serve_wit
     imported = packages_imported(REPLICA_START)
     assert {"serving", "xgboost", "onnxruntime", "ray"} <= imported
     assert not imported & NOT_SERVING
+
+
+def test_the_batch_score_driver_given_a_version_imports_neither_xgboost_nor_mlflow():
+    """Its workers score; the driver only plans (MLflow comes along to resolve the version on
+    main when none is given)."""
+    imported = packages_imported("import serving.batch_score, serving.scorer")
+    assert "serving" in imported
+    assert not imported & {"xgboost", "sklearn", "scipy", "mlflow"}
