@@ -225,4 +225,5 @@ def _remove(folder: Path) -> None:
         segment.unlink()
     (folder / META_FILE).unlink(missing_ok=True)
     (folder / LOCK_FILE).unlink()
-    folder.rmdir()
+    with contextlib.suppress(FileNotFoundError):  # a recovery found it without its lock
+        folder.rmdir()

@@ -145,6 +145,23 @@ def test_a_removal_cut_short_at_any_step_is_finished_by_the_next_recovery(tmp_pa
     assert not any(root.glob("*/*/*")) and logged(uri) == ["r0", "r1", "r2"]
 
 
+def test_a_writer_closes_cleanly_when_a_recovery_removes_its_folder_once_the_lock_is_gone(
+    tmp_path, monkeypatch
+):
+    root, uri = tmp_path / "wal", str(tmp_path / "log")
+    live = SegmentFiles(root, uri, SERVICE, PREDICTIONS_KIND, "predict-live")
+    unlink = Path.unlink
+
+    def and_recover(path: Path, *args: object, **kwargs: object) -> None:
+        unlink(path, *args, **kwargs)
+        if path.name == LOCK_FILE:
+            recover(root)  # a replica starting on the node meanwhile
+
+    monkeypatch.setattr(Path, "unlink", and_recover)
+    live.close(committed=True)
+    assert not any(root.glob("*/*/*"))
+
+
 def test_a_crash_while_the_part_is_written_leaves_nothing_readable_and_a_rerun_commits_it(
     tmp_path, monkeypatch
 ):
