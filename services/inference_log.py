@@ -17,6 +17,7 @@ one row in `requests`, without the body.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pandas.api.types import is_list_like
 
 Kind = Literal["predictions", "feedback", "requests"]
 #: Log of every served row: its features, the columns of PREDICTION_COLUMNS and the outputs.
@@ -94,6 +96,17 @@ def kind_root(uri: str, service: str, kind: Kind) -> str:
 def to_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
     """The rows as an Arrow table (a frame's index is not kept)."""
     return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+
+
+def with_columns(frame: pd.DataFrame, columns: Mapping[str, Any]) -> pa.Table:
+    """`frame` as Arrow with `columns` added: arrays (a value per row) or scalars (one value on
+    every row, repeated by Arrow: no column of Python objects to convert)."""
+    table = to_arrow(frame)
+    for name, value in columns.items():
+        repeated = not is_list_like(value)
+        column = pa.repeat(pa.scalar(value), len(table)) if repeated else pa.array(value)
+        table = table.append_column(name, column)
+    return table
 
 
 def rows_table(rows: list[dict[str, Any]]) -> pa.Table:

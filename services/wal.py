@@ -15,8 +15,9 @@ Layout, under the node-local folder (`MLOPS_LOG_WAL_DIR`):
     <service>/<kind>/<writer>/<seq>.wal     segments of frames, sealed in order
 
 A frame is a header (payload type, length, CRC-32) and its payload: rows as JSON, or a table as
-an Arrow IPC stream. A crash part-way through an append leaves a frame that fails its length or
-checksum; it was never acknowledged (the append had not returned), and reading stops there.
+an Arrow IPC stream (LZ4-compressed). A crash part-way through an append leaves a frame that
+fails its length or checksum; it was never acknowledged (the append had not returned), and
+reading stops there.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 ROWS_FRAME = 1  # payload: a JSON array of row objects
 TABLE_FRAME = 2  # payload: an Arrow IPC stream
+#: A table frame's buffers are LZ4-compressed: a third of the bytes to copy and write, in less
+#: time than the copies it saves (a /batch request's rows; readers decompress transparently).
+TABLE_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 HEADER = struct.Struct("<BII")  # payload type, payload length, CRC-32 of the payload
 SEGMENT_SUFFIX = ".wal"
 META_FILE = "writer.json"
@@ -55,7 +59,7 @@ def rows_frame(rows: list[dict[str, Any]]) -> bytes:
 
 def table_frame(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as stream:
+    with pa.ipc.new_stream(sink, table.schema, options=TABLE_OPTIONS) as stream:
         stream.write_table(table)
     return _frame(TABLE_FRAME, sink.getvalue().to_pybytes())
 

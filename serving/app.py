@@ -43,6 +43,7 @@ from services.inference_log import (
     VARIANT,
     Endpoint,
     Variant,
+    with_columns,
 )
 from services.settings import get_settings
 from services.spec import RequestMerging
@@ -442,8 +443,8 @@ class Batch(_Replica):
             encoded = _encode(_predict_body(served.version, predictions))
             record = self.telemetry.answered("batch", served.version, key, len(frame), started)
             meta = self.row_meta(served.version, "batch", record)
-            columns = served.api.prediction_columns(raw)
-            self.predictions_log.append_frame(frame.assign(**{REQUEST_ID: ids}, **meta, **columns))
+            logged = {REQUEST_ID: ids, **meta, **served.api.prediction_columns(raw)}
+            self.predictions_log.append_frame(with_columns(frame, logged))
             return 200, encoded
         except Exception as exc:  # answered as JSON: the ingress must not record it again
             status = self.telemetry.refused("batch", self.version_now(served), exc, started)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -15,9 +17,13 @@ from services.inference_log import (
     FEEDBACK_KIND,
     MODEL_VERSION,
     PREDICTIONS_KIND,
+    PROBABILITY,
     REQUEST_ID,
+    SERVICE,
     TIMESTAMP,
     read_log,
+    rows_table,
+    with_columns,
     write_part,
 )
 from services.settings import PACKAGE_REPO
@@ -127,6 +133,21 @@ def test_log_writer_keeps_keys_the_first_row_lacks(tmp_path):
     frame = read_log(uri, "svc", PREDICTIONS_KIND).sort_values(REQUEST_ID)
     assert frame["late"].tolist() == [None, "x"]
     assert frame["x"].tolist() == [0.0, 1.0]
+
+
+def test_a_batch_frame_with_its_columns_is_typed_as_its_rows_logged_one_by_one():
+    """/batch logs a frame plus per-row and per-request columns; real-time requests log rows:
+    both must give the log the same types."""
+    frame = pd.DataFrame({"amount": [1.5, 2.0], "hour": [3, 4], "channel": ["web", None]})
+    shared = {TIMESTAMP: datetime(2026, 12, 6, tzinfo=UTC), SERVICE: "svc", "rows": 2, "e": None}
+    ids, probabilities = ["a-0", "a-1"], np.array([0.25, 0.75])
+    table = with_columns(frame, {REQUEST_ID: ids, **shared, PROBABILITY: probabilities})
+    rows = [
+        {**record, REQUEST_ID: rid, **shared, PROBABILITY: p}
+        for record, rid, p in zip(frame.to_dict("records"), ids, probabilities, strict=True)
+    ]
+    assert table.schema.remove_metadata() == rows_table(rows).schema
+    assert table.to_pylist() == rows
 
 
 @pytest.mark.filterwarnings("error::FutureWarning")  # pandas' concat of all-NA columns

@@ -30,6 +30,7 @@ from services.wal import (
     HEADER,
     LOCK_FILE,
     META_FILE,
+    TABLE_FRAME,
     SegmentFiles,
     part_name,
     read_segment,
@@ -82,6 +83,19 @@ def test_frames_round_trip_rows_and_tables(tmp_path):
         == pa.Table.from_pylist(rows(1)).schema.field(TIMESTAMP).type
     )  # the same type as rows converted directly
     assert second.equals(table)
+
+
+def test_a_table_frame_is_compressed_and_segments_written_uncompressed_still_read(tmp_path):
+    table = pa.Table.from_pylist(rows(5_000))  # repeated strings, as a /batch request's rows
+    plain = pa.BufferOutputStream()
+    with pa.ipc.new_stream(plain, table.schema) as stream:  # a table frame before compression
+        stream.write_table(table)
+    payload = plain.getvalue().to_pybytes()
+    older = HEADER.pack(TABLE_FRAME, len(payload), zlib.crc32(payload)) + payload
+    assert len(table_frame(table)) < 0.8 * len(older)
+    segment = tmp_path / "s.wal"
+    segment.write_bytes(older + table_frame(table))
+    assert [t.equals(table) for t in read_segment(segment)] == [True, True]
 
 
 @pytest.mark.parametrize("cut", [1, HEADER.size - 1, HEADER.size + 5])
