@@ -47,26 +47,26 @@ def describe(count: int) -> str:
     return f"{count} replica{'s' * (count > 1)} ({count / cores:g} per core)"
 
 
-def running_replicas() -> tuple[int, int]:
-    """SERVICE's Realtime replicas: RUNNING, and all of them (starting or stopping too)."""
+def running_replicas(deployment: str = REALTIME) -> tuple[int, int]:
+    """SERVICE's replicas of `deployment`: RUNNING, and all of them (starting or stopping too)."""
     from ray.serve.schema import ReplicaState
 
     from serving.deploy import applications
 
-    replicas = applications()[SERVICE].deployments[REALTIME].replicas
+    replicas = applications()[SERVICE].deployments[deployment].replicas
     return sum(r.state == ReplicaState.RUNNING for r in replicas), len(replicas)
 
 
 @contextlib.contextmanager
-def replicas_deployed(count: int) -> Iterator[None]:
-    """The manifest deployed with exactly `count` Realtime replicas, all running."""
+def replicas_deployed(count: int, deployment: str = REALTIME) -> Iterator[None]:
+    """The manifest deployed with exactly `count` replicas of `deployment`, all running."""
     from serving.manifest import hold_replicas
 
-    deploy_edited(SERVICE, functools.partial(hold_replicas, count))
+    deploy_edited(SERVICE, functools.partial(hold_replicas, count, deployment=deployment))
     deadline = time.monotonic() + WAIT_S
-    while running_replicas() != (count, count):
+    while (running := running_replicas(deployment)) != (count, count):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{count} running replicas not reached: {running_replicas()}")
+            raise RuntimeError(f"{count} running {deployment} replicas not reached: {running}")
         time.sleep(1)
     yield
 

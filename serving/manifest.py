@@ -148,12 +148,19 @@ def versions(path: Path) -> dict[str, str | None]:
 
 
 def _realtime(app: Any) -> Any:
-    return next(d for d in app["deployments"] if d["name"] == REALTIME)
+    return _deployment(app, REALTIME)
 
 
-def hold_replicas(count: int, app: Any) -> None:
-    """Edit an application entry to hold exactly `count` Realtime replicas (min = max)."""
-    _realtime(app)["autoscaling_config"].update(min_replicas=count, max_replicas=count)
+def _deployment(app: Any, name: str) -> Any:
+    return next(d for d in app["deployments"] if d["name"] == name)
+
+
+def hold_replicas(count: int, app: Any, deployment: str = REALTIME) -> None:
+    """Edit an application entry to hold exactly `count` replicas of `deployment` (min =
+    initial = max)."""
+    _deployment(app, deployment)["autoscaling_config"].update(
+        min_replicas=count, initial_replicas=count, max_replicas=count
+    )
 
 
 def _rollout_of(app: Any) -> RolloutTraffic | None:

@@ -76,3 +76,13 @@ def test_realtime_loads_each_server_it_starts_at_its_own_url(monkeypatch, tmp_pa
         "http://127.0.0.1:9002/predict",
         "http://127.0.0.1:9003/predict",
     ]
+
+
+def test_the_batch_report_compares_the_specs_replicas_with_one(monkeypatch):
+    monkeypatch.setattr(bench_serving.os, "cpu_count", lambda: 2)
+    text = " ".join(
+        bench_serving.batch_replicas_lines({"1": [300.0, 310.0, 290.0], "2": [380.0, 360.0, 390.0]})
+    )
+    assert "1 replica (0.5 per core): 300 rows/s (290-310)" in text
+    assert "2 replicas (1 per core): 380 rows/s (360-390) (2 against 1.27x 1)" in text
+    assert bench_serving.batch_replicas_lines(None) == []

@@ -10,7 +10,8 @@ import pytest
 
 from benchmarks import ab, replicas_ab
 from benchmarks.load import LoadResult
-from serving.manifest import REALTIME, hold_replicas, load, manifest_path
+from serving.deployments import BATCH, REALTIME
+from serving.manifest import hold_replicas, load, manifest_path
 
 pytestmark = pytest.mark.unit
 
@@ -41,12 +42,16 @@ def test_rounds_alternate_the_counts_and_the_manifest_is_deployed_again(monkeypa
     assert list(cost) == ["1", "4", "2"]
 
 
-def test_the_edit_holds_the_realtime_deployment_at_the_count():
+@pytest.mark.parametrize("deployment", [REALTIME, BATCH])
+def test_the_edit_holds_one_deployment_at_the_count(deployment):
     app = next(a for a in load(manifest_path())["applications"] if a["name"] == "fraud-detection")
-    hold_replicas(4, app)
-    realtime = next(d for d in app["deployments"] if d["name"] == REALTIME)
-    assert realtime["autoscaling_config"]["min_replicas"] == 4
-    assert realtime["autoscaling_config"]["max_replicas"] == 4
+    before = {d["name"]: dict(d["autoscaling_config"]) for d in app["deployments"]}
+    hold_replicas(3, app, deployment)
+    after = {d["name"]: d["autoscaling_config"] for d in app["deployments"]}
+    for name, config in after.items():
+        held = (config["min_replicas"], config.get("initial_replicas"), config["max_replicas"])
+        assert (held == (3, 3, 3)) == (name == deployment)
+        assert name == deployment or config == before[name]
 
 
 def test_the_report_compares_every_count_with_the_specs(monkeypatch):
