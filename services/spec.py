@@ -217,7 +217,7 @@ class Serving(_Strict):
     """Real-time and batch deployment settings."""
 
     realtime: Autoscaling = Autoscaling()
-    batch: Autoscaling = Autoscaling(min_replicas=0, max_replicas=2)  # one replica per core
+    batch: Autoscaling = Autoscaling(min_replicas=0, max_replicas=1)
     max_request_rows: int = Field(default=1_000, ge=1)
     max_batch_rows: int = Field(default=100_000, ge=1)
     max_ongoing_requests: int = Field(default=32, ge=1)

@@ -85,4 +85,5 @@ def test_the_batch_report_compares_the_specs_replicas_with_one(monkeypatch):
     )
     assert "1 replica (0.5 per core): 300 rows/s (290-310)" in text
     assert "2 replicas (1 per core): 380 rows/s (360-390) (2 against 1.27x 1)" in text
+    assert "held at the spec's `max_replicas` (2)" in text
     assert bench_serving.batch_replicas_lines(None) == []
