@@ -15,6 +15,8 @@ from typing import Literal, cast, get_args
 PACKAGE_REPO = Path(__file__).resolve().parent.parent  # the checkout this package lives in
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own name for its tracking server
 INFERENCE_LOG_URI_ENV = "MLOPS_INFERENCE_LOG_URI"  # any fsspec URI (s3://... in production)
+# the keys the real-time and batch endpoints accept (serving/auth.py); unset: no key asked
+API_KEY_ENV = "MLOPS_API_KEY"
 # "0" turns the replicas' request records and metrics off: for the benchmark's A/B only
 REQUEST_TELEMETRY_ENV = "MLOPS_REQUEST_TELEMETRY"
 # the node-local folder of the inference log's write-ahead files (default <MLOPS_HOME>/wal)

@@ -14,9 +14,9 @@ import hmac
 import os
 from collections.abc import Mapping
 
+from services.settings import API_KEY_ENV
 from serving.api import RequestError
 
-API_KEY_ENV = "MLOPS_API_KEY"
 BEARER = "bearer"
 API_KEY_HEADER = "x-api-key"
 AUTHORIZATION_HEADER = "authorization"

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from services.ray_access import TOKEN_ENV, TOKEN_PATH_ENV, auth_headers, token_path
 from services.settings import (
+    API_KEY_ENV,
     AWS_ENDPOINT_ENV,
     INFERENCE_LOG_URI_ENV,
     LOG_DURABILITY_ENV,
@@ -43,7 +44,7 @@ RUNTIME_ENV_VARS = (
     S3_SECRET_KEY_ENV,
     AWS_ENDPOINT_ENV,
     MLFLOW_S3_ENDPOINT_ENV,
-    "MLOPS_API_KEY",
+    API_KEY_ENV,
     REQUEST_TELEMETRY_ENV,
 )
 
