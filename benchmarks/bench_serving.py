@@ -270,12 +270,11 @@ def batch_replicas_lines(rates: dict[str, list[float]] | None) -> list[str]:
     """/batch per held count of Batch replicas (absent from results of older runs)."""
     if not rates:
         return []
-    cores = os.cpu_count() or 1
 
     def side(count: str) -> str:
         runs = rates[count]
         return (
-            f"{count} replica{'s' * (count != '1')} ({int(count) / cores:g} per core): "
+            f"{replicas_ab.describe(int(count))}: "
             f"{statistics.median(runs):,.0f} rows/s ({min(runs):,.0f}-{max(runs):,.0f})"
         )
 

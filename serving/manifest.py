@@ -147,10 +147,6 @@ def versions(path: Path) -> dict[str, str | None]:
     return {app["name"]: _deployment_version(app["deployments"][0]) for app in doc["applications"]}
 
 
-def _realtime(app: Any) -> Any:
-    return _deployment(app, REALTIME)
-
-
 def _deployment(app: Any, name: str) -> Any:
     return next(d for d in app["deployments"] if d["name"] == name)
 
@@ -164,7 +160,7 @@ def hold_replicas(count: int, app: Any, deployment: str = REALTIME) -> None:
 
 
 def _rollout_of(app: Any) -> RolloutTraffic | None:
-    raw = (_realtime(app).get("user_config") or {}).get(ROLLOUT_KEY)
+    raw = (_deployment(app, REALTIME).get("user_config") or {}).get(ROLLOUT_KEY)
     return None if raw is None else RolloutTraffic.model_validate(_plain(raw))
 
 
@@ -206,7 +202,7 @@ def set_model_version(
             None if version is None else str(version)
         )
     if rollout is not _KEEP:
-        config = _realtime(app)["user_config"]
+        config = _deployment(app, REALTIME)["user_config"]
         if rollout is None:
             config.pop(ROLLOUT_KEY, None)
         else:
@@ -286,7 +282,7 @@ def render_application(
 
 def _versions_of(app: Any) -> tuple[str | None, dict[str, Any] | None]:
     """An application's stable version and its rollout (None: none in progress)."""
-    rollout = (_realtime(app).get("user_config") or {}).get(ROLLOUT_KEY)
+    rollout = (_deployment(app, REALTIME).get("user_config") or {}).get(ROLLOUT_KEY)
     return _deployment_version(app["deployments"][0]), _plain(rollout)
 
 
