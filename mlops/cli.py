@@ -17,8 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops.console import console, expected_errors, message, run_guarded
-from services.datagen import DRIFT_KINDS
+from mlops.console import DriftKind, console, expected_errors, message, run_guarded
 from services.ray_access import use_in_this_process
 from services.registry_keys import DVC_DATA_MD5_TAG, GIT_COMMIT_TAG
 from services.settings import STACK_PROFILES, get_settings
@@ -41,7 +40,6 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(stage_app, name="stage")
 app.add_typer(data_app, name="data")
 
-DriftKind = Enum("DriftKind", {k.replace("-", "_"): k for k in DRIFT_KINDS}, type=str)  # type: ignore[misc]
 Profile = Enum("Profile", {p: p for p in STACK_PROFILES}, type=str)  # type: ignore[misc]
 ProfileOption = Annotated[
     Profile,

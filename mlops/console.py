@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from services.drift import DRIFT_KINDS
+
 console = Console(stderr=True)
+#: The choices of the commands' `--drift` option.
+DriftKind = Enum("DriftKind", {k.replace("-", "_"): k for k in DRIFT_KINDS}, type=str)  # type: ignore[misc]
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -32,6 +37,7 @@ def expected_errors() -> tuple[type[Exception], ...]:
         KeyError,
         RuntimeError,
         FileNotFoundError,
+        FileExistsError,
         TimeoutError,
     )
 

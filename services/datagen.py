@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from typing import Literal, get_args
 
 import pandas as pd
 
+from services.drift import DRIFT_KINDS, Drift
 from services.spec import ServiceSpec, SpecError
 
-Drift = Literal["none", "covariate", "new-categories", "concept"]
-DRIFT_KINDS: tuple[str, ...] = get_args(Drift)
 GENERATOR_FILE = "generate.py"
 
 Generator = Callable[[int, int, str], pd.DataFrame]

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Column, Table
 
-from mlops.console import console, fail, run_guarded
-from services.datagen import DRIFT_KINDS
+from mlops.console import DriftKind, console, fail, run_guarded
 
 if TYPE_CHECKING:
     from monitoring.result import MonitorResult
 
 
-DriftKind = Enum("DriftKind", {k.replace("-", "_"): k for k in DRIFT_KINDS}, type=str)  # type: ignore[misc]
 DECISION_STYLE = {
     "none": "green",
     "retrain": "yellow",
