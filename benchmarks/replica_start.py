@@ -2,16 +2,16 @@
 answer, each case in fresh Python processes (`python -m benchmarks.replica_start`).
 
 - baseline: the floor, a bare process importing only the packages serving needs (NumPy, orjson,
-  pydantic, FastAPI, PyYAML, PyArrow, fsspec, XGBoost, ONNX Runtime, Ray Serve) and loading the
-  booster file and its ONNX conversion;
+  pydantic, FastAPI, PyYAML, PyArrow, fsspec, XGBoost without scikit-learn as serving imports it,
+  ONNX Runtime, Ray Serve) and loading the booster file and its ONNX conversion;
 - replica: `import serving.app` and a version loaded as a replica loads it (`load_version`,
   from the node's model cache: a hit, as for a replica that replaces a killed one);
-- scorer: the batch-score actor's module and its model (Ray Data's own worker start aside);
+- scorer: the batch-score actor's module and its model (Ray's own worker start aside);
 - pyfunc: `import serving.app` and the version loaded as MLflow's clients load it (the pyfunc
   unpickled, then unwrapped): what replicas did before the model cache, the registry's round
   trips aside;
-- replica, no scikit-learn: the replica case with scikit-learn hidden from XGBoost (which
-  imports it when installed): what a serving environment without scikit-learn would gain.
+- replica, scikit-learn imported: the replica case in a process that imported scikit-learn
+  first, so XGBoost comes with its scikit-learn estimators: what services.lean_xgboost saves.
 
 The model is a 200-tree booster of fraud-detection trained here on generated rows and its ONNX
 conversion, saved as the registered pyfunc is and put into a temporary model cache; MLflow
@@ -49,6 +49,7 @@ import onnxruntime, xgboost
 from ray import serve
 """
 NO_SKLEARN = 'sys.modules["sklearn"] = None  # XGBoost imports it only when it is importable\n'
+SKLEARN_FIRST = "import sklearn  # then services.lean_xgboost imports XGBoost as usual\n"
 # A case's process: its imports, then its loading, each timed; prints the times as JSON
 PROCESS = """
 import json, sys, time
@@ -86,6 +87,7 @@ def cases(booster: Path, onnx: Path, pyfunc: Path) -> dict[str, Case]:
             f"booster = xgboost.Booster(model_file={str(booster)!r})\n"
             'booster.set_param({"nthread": 1})\n'
             f"onnxruntime.InferenceSession({str(onnx)!r})",
+            NO_SKLEARN,
         ),
         "replica": replica,
         "scorer": Case("from serving.scorer import Scorer", f"Scorer({SERVICE!r}, {VERSION!r})"),
@@ -93,7 +95,7 @@ def cases(booster: Path, onnx: Path, pyfunc: Path) -> dict[str, Case]:
             "import serving.app\nimport mlflow.pyfunc",
             f"mlflow.pyfunc.load_model({str(pyfunc)!r}).unwrap_python_model()",
         ),
-        "replica, no scikit-learn": Case(replica.imports, replica.load, NO_SKLEARN),
+        "replica, scikit-learn imported": Case(replica.imports, replica.load, SKLEARN_FIRST),
     }
 
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import xgboost as xgb
+
+from services.lean_xgboost import xgb
 
 #: The largest difference from XGBoost's prediction a conversion may have on any test row.
 TOLERANCE = 1e-6

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 import yaml
 
 from services.encoding import FeatureEncoder
 from services.inference_log import PREDICTION, PROBABILITY
+from services.lean_xgboost import xgb
 from services.onnx_scoring import SMALL_CALL_ROWS, Predict, onnx_predictor
 from services.settings import ServingRuntime
 from services.spec import ServiceSpec, parse_spec

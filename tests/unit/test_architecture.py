@@ -106,8 +106,9 @@ load_version("fraud-detection", "1", 10)
 Scorer("fraud-detection", "1")
 """
 # Packages of training, monitoring, the registry, the CLI and manifest editing: never needed
-# to answer requests (scikit-learn and pandas come with XGBoost and Ray Serve)
+# to answer requests (nor scikit-learn, which XGBoost imports when it can: services.lean_xgboost)
 NOT_SERVING = {
+    "sklearn",
     "mlflow",
     "sqlalchemy",
     "flask",
@@ -136,9 +137,9 @@ def test_a_replica_starts_without_mlflow_or_other_packages_it_does_not_serve_wit
     assert not imported & NOT_SERVING
 
 
-def test_the_batch_score_driver_given_a_version_imports_neither_xgboost_nor_mlflow():
+def test_the_batch_score_driver_given_a_version_imports_neither_xgboost_nor_pandas_nor_mlflow():
     """Its workers score; the driver only plans (MLflow comes along to resolve the version on
     main when none is given)."""
     imported = packages_imported("import serving.batch_score, serving.scorer")
     assert "serving" in imported
-    assert not imported & {"xgboost", "sklearn", "scipy", "mlflow"}
+    assert not imported & {"xgboost", "pandas", "sklearn", "scipy", "mlflow"}
