@@ -33,9 +33,9 @@ HAPROXY_STATE_DIR = "/tmp/haproxy-serve/"  # Ray Serve's default HAProxy config 
 # those two binds to loopback in the config Serve wrote, then runs the real binary.
 HAPROXY_LOOPBACK = PACKAGE_REPO / "infra" / "haproxy" / "haproxy-loopback"
 HAPROXY_REAL_BINARY_ENV = "MLOPS_HAPROXY_BINARY"  # the haproxy the wrapper runs
-# Logical CPUs the local head declares: twice the cores. Serve replicas ask 0.25 each and Ray
-# Data's file-listing tasks a whole CPU, so at one per core a `mlops batch-score` job would
-# wait forever beside scaled-up replicas; real CPU use stays bounded by nthread=1 per model.
+# Logical CPUs the local head declares: twice the cores. Serve replicas ask 0.25 each and
+# `mlops batch-score`'s scorers 0.5, so at one per core a job could find no room beside
+# scaled-up replicas; real CPU use stays bounded by nthread=1 per model.
 LOCAL_LOGICAL_CPUS = 2 * (os.cpu_count() or 1)
 # The local head's node address: Ray's Prometheus endpoint (and its other per-node servers)
 # bind loopback only when the node is 127.0.0.1, all interfaces otherwise.

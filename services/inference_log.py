@@ -98,7 +98,7 @@ def to_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
     return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
 
 
-def with_columns(frame: pd.DataFrame, columns: Mapping[str, Any]) -> pa.Table:
+def with_columns(frame: pd.DataFrame | pa.Table, columns: Mapping[str, Any]) -> pa.Table:
     """`frame` as Arrow with `columns` added: arrays (a value per row) or scalars (one value on
     every row, repeated by Arrow: no column of Python objects to convert)."""
     table = to_arrow(frame)

@@ -349,11 +349,16 @@ def service_names() -> list[str]:
     return sorted(p.parent.name for p in catalogue_dir().glob(f"*/{SPEC_FILE}"))
 
 
-def load_spec(name: str) -> ServiceSpec:
-    """The spec of service `name` from the catalogue; unknown or path-like names are refused."""
+def check_service(name: str) -> None:
+    """Refuse a name that is not a service of the catalogue (path-like names included)."""
     known = service_names()
     if name not in known:
         raise SpecError(f"unknown service '{name}' (known: {', '.join(known) or 'none'})")
+
+
+def load_spec(name: str) -> ServiceSpec:
+    """The spec of service `name` from the catalogue; unknown or path-like names are refused."""
+    check_service(name)
     path = catalogue_dir() / name / SPEC_FILE
     return _load_cached(path, path.read_text())
 

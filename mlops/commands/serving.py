@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlops.console import console, fail, run_guarded
+from serving.batch_score import SCORERS
 
 serve_app = typer.Typer(help="What runs on the Ray cluster.", no_args_is_help=True)
 render_app = typer.Typer(
@@ -196,17 +197,22 @@ def batch_score_command(
     input_uri: Annotated[
         str, typer.Option("--input", help="Parquet/CSV file or folder (fsspec URI).")
     ],
-    output_uri: Annotated[str, typer.Option("--output", help="Output folder for Parquet parts.")],
+    output_uri: Annotated[str, typer.Option("--output", help="New folder for the Parquet parts.")],
     version: Annotated[
         str | None, typer.Option(help="Model version (default: what the manifest on main names).")
     ] = None,
+    scorers: Annotated[
+        int, typer.Option(min=1, help="Scorer actors (each scores on one core).")
+    ] = SCORERS,
 ) -> None:
-    """Score a large file with Ray Data (`map_batches`) and the serving model code."""
+    """Score large files on the Ray cluster with scorer actors and the serving model code."""
     from services.settings import get_settings
     from serving.batch_score import batch_score
 
     address = get_settings().ray_address
-    result = run_guarded(lambda: batch_score(service, input_uri, output_uri, version, address))
+    result = run_guarded(
+        lambda: batch_score(service, input_uri, output_uri, version, address, scorers)
+    )
     typer.echo(json.dumps(result))
 
 

@@ -1,4 +1,5 @@
-"""`mlops batch-score`: Ray Data scores a file with the serving model code, like /batch does."""
+"""`mlops batch-score`: scorer actors on the cluster score files with the serving model code,
+like /batch does."""
 
 from __future__ import annotations
 
@@ -79,3 +80,20 @@ def test_batch_score_names_a_missing_input_and_writes_nothing(served, tmp_path):
     assert "absent.parquet" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_batch_score_names_an_invalid_value_and_leaves_no_output(served, tmp_path):
+    spec = load_spec(SERVICE)
+    source = tmp_path / "in"
+    source.mkdir()
+    frame = generate(spec, 2_000, seed=23)[spec.feature_names]
+    frame.to_parquet(source / "a.parquet", index=False)
+    frame.loc[1_500, "amount"] = 10**9  # above the spec's max
+    frame.to_parquet(source / "b.parquet", index=False)
+
+    done = batch_score("--input", str(source), "--output", str(tmp_path / "out"))
+
+    assert done.returncode != 0
+    assert "b.parquet, row group 0: 1 invalid values" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "out").exists()  # all or nothing: a.parquet's part is gone too

@@ -67,7 +67,7 @@ def test_report_states_every_target():
     assert (
         "| `/batch` (Parquet bodies of max_batch_rows) | 600,000 | 60% | >= 75%: missed |" in text
     )
-    assert "| `mlops batch-score` (Ray Data, whole command) | 500,000 | 50% | >= 50%: met |" in text
+    assert "| `mlops batch-score` (whole command) | 500,000 | 50% | >= 50%: met |" in text
     for target in ("<= 60 s", "<= 5 s", "<= 30 s", "<= 2 GiB", "<= 1.5x", "<= 1.2x"):
         assert target in text
 

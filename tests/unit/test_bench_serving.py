@@ -87,3 +87,19 @@ def test_the_batch_report_compares_the_specs_replicas_with_one(monkeypatch):
     assert "2 replicas (1 per core): 380 rows/s (360-390) (2 against 1.27x 1)" in text
     assert "held at the spec's `max_replicas` (2)" in text
     assert bench_serving.batch_replicas_lines(None) == []
+
+
+def test_the_batch_score_report_sets_the_command_beside_ray_data():
+    times = {
+        "actors": {"small": [7.0, 8.0, 9.0], "large": [20.0, 19.0, 25.0]},
+        "ray_data": {"small": [30.0] * 3, "large": [60.0] * 3},
+    }
+    figures = {"in_process": 1e6, "batch_score_rows": 5_000_000, "batch_score_s": times}
+
+    text = "\n".join(bench_serving.batch_score_lines(figures))
+
+    assert "| `mlops batch-score` | 250,000 | 8.0 s | 416,583 |" in text  # medians: 20 s, 8 s
+    assert "| Ray Data | 83,333 | 30.0 s | 166,633 |" in text
+    assert "runs the job 3.00x as fast as Ray Data" in text
+    assert "beyond its start it scores at 42% of in-process" in text
+    assert bench_serving.batch_score_lines({"in_process": 1e6}) == []
