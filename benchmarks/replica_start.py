@@ -90,7 +90,9 @@ def cases(booster: Path, onnx: Path, pyfunc: Path) -> dict[str, Case]:
             NO_SKLEARN,
         ),
         "replica": replica,
-        "scorer": Case("from serving.scorer import Scorer", f"Scorer({SERVICE!r}, {VERSION!r})"),
+        "scorer": Case(
+            "from serving.scorer import Scorer", f"Scorer({SERVICE!r}, {VERSION!r}).ready()"
+        ),
         "pyfunc": Case(
             "import serving.app\nimport mlflow.pyfunc",
             f"mlflow.pyfunc.load_model({str(pyfunc)!r}).unwrap_python_model()",

@@ -137,3 +137,5 @@ def _score(actors: list[Any], work: list[Part]) -> int:
         return sum(pool.map_unordered(lambda scorer, part: scorer.score_part.remote(part), work))
     except ray.exceptions.RayTaskError as error:
         raise error.cause from None
+    except ray.exceptions.RayActorError as error:  # a scorer's process died (killed, memory)
+        raise RuntimeError(f"a scorer stopped before the end of the job: {error}") from None

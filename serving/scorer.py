@@ -9,6 +9,7 @@ imports are in the methods the workers run), to keep the command's start short.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,6 +17,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from services.scoring import ScoringModel
+    from services.spec import ServiceSpec
 
 #: Rows scored per call: large enough for XGBoost's per-call cost to vanish, small enough to
 #: keep a scorer's memory flat whatever the size of the part.
@@ -56,15 +60,25 @@ class Scorer:
     version's own spec."""
 
     def __init__(self, service: str, version: str) -> None:
-        from services.model_cache import load_cached  # on the worker only (XGBoost comes along)
-
+        self.service = service
         self.version = version
-        self.model = load_cached(service, version)
-        self.spec = self.model.spec  # the scored version's own features and rules
+
+    @functools.cached_property
+    def model(self) -> ScoringModel:
+        """The version's model, from the node's cache (XGBoost comes along: on workers only)."""
+        from services.model_cache import load_cached
+
+        return load_cached(self.service, self.version)
+
+    @property
+    def spec(self) -> ServiceSpec:
+        """The scored version's own features and rules."""
+        return self.model.spec
 
     def ready(self) -> str:
-        """Answers once the model is loaded (the driver waits on it, bounded in time)."""
-        return self.version
+        """Load the model. The driver waits on this call, bounded in time; a version that cannot
+        be loaded fails it with its own error (a constructor's would come back as a dead actor)."""
+        return self.model.spec.name
 
     def outputs(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The predictions of the rows of `frame`, once its features pass the spec's checks."""

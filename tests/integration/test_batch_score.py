@@ -73,6 +73,19 @@ def test_batch_score_disconnects_the_driver_it_connected(served, tmp_path):
     assert not ray.is_initialized()
 
 
+def test_batch_score_names_a_version_its_scorers_cannot_load_and_leaves_no_output(served, tmp_path):
+    spec = load_spec(SERVICE)
+    source = tmp_path / "input.parquet"
+    generate(spec, 100, seed=24)[spec.feature_names].to_parquet(source, index=False)
+
+    done = batch_score("--version", "999", "--input", str(source), "--output", str(tmp_path / "o"))
+
+    assert done.returncode != 0
+    assert "error:" in done.stderr and "999" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_batch_score_names_a_missing_input_and_writes_nothing(served, tmp_path):
     done = batch_score("--input", str(tmp_path / "absent.parquet"), "--output", str(tmp_path / "o"))
 

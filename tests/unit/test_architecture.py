@@ -103,7 +103,7 @@ import serving.app
 from serving.model_slot import load_version
 from serving.scorer import Scorer
 load_version("fraud-detection", "1", 10)
-Scorer("fraud-detection", "1")
+Scorer("fraud-detection", "1").ready()
 """
 # Packages of training, monitoring, the registry, the CLI and manifest editing: never needed
 # to answer requests (nor scikit-learn, which XGBoost imports when it can: services.lean_xgboost)

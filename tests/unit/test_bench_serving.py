@@ -101,5 +101,5 @@ def test_the_batch_score_report_sets_the_command_beside_ray_data():
     assert "| `mlops batch-score` | 250,000 | 8.0 s | 416,583 |" in text  # medians: 20 s, 8 s
     assert "| Ray Data | 83,333 | 30.0 s | 166,633 |" in text
     assert "runs the job 3.00x as fast as Ray Data" in text
-    assert "beyond its start it scores at 42% of in-process" in text
+    assert "beyond its start its 2 scorers score at 42% of in-process" in text
     assert bench_serving.batch_score_lines({"in_process": 1e6}) == []
