@@ -11,7 +11,8 @@ answer, each case in fresh Python processes (`python -m benchmarks.replica_start
   unpickled, then unwrapped): what replicas did before the model cache, the registry's round
   trips aside;
 - replica, scikit-learn imported: the replica case in a process that imported scikit-learn
-  first, so XGBoost comes with its scikit-learn estimators: what services.lean_xgboost saves.
+  first, so XGBoost comes with its scikit-learn estimators: what services.lean_xgboost saves
+  (scikit-learn's import precedes the timed imports: compare the process columns).
 
 The model is a 200-tree booster of fraud-detection trained here on generated rows and its ONNX
 conversion, saved as the registered pyfunc is and put into a temporary model cache; MLflow
