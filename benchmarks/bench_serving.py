@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -217,13 +217,11 @@ def batch(rows: int, workdir: Path, version: str) -> dict[str, Any]:
         (workdir / name).mkdir()
         for part in range(copies):
             rows_of.to_parquet(workdir / name / f"part-{part}.parquet", index=False)
-    commands = {
-        "actors": [str(BIN / "mlops"), "batch-score", "--service", SERVICE, "--version", version],
-        "ray_data": [sys.executable, "-m", "benchmarks.ray_data_batch", SERVICE, version],
-    }
-    arguments = {
-        "actors": lambda source, output: ["--input", source, "--output", output],
-        "ray_data": lambda source, output: [source, output],
+    mlops = [str(BIN / "mlops"), "batch-score", "--service", SERVICE, "--version", version]
+    ray_data = [sys.executable, "-m", "benchmarks.ray_data_batch", SERVICE, version]
+    commands: dict[str, Callable[[str, str], list[str]]] = {  # (input, output) -> command
+        "actors": lambda source, output: [*mlops, "--input", source, "--output", output],
+        "ray_data": lambda source, output: [*ray_data, source, output],
     }
     batch_score_s: dict[str, dict[str, list[float]]] = {
         side: {name: [] for name in inputs} for side in commands
@@ -235,7 +233,7 @@ def batch(rows: int, workdir: Path, version: str) -> dict[str, Any]:
                 output = str(workdir / f"{name}-{side}-{round_}")
                 start = time.perf_counter()
                 subprocess.run(
-                    [*command, *arguments[side](str(workdir / name), output)],
+                    command(str(workdir / name), output),
                     check=True,
                     capture_output=True,
                     cwd=PACKAGE_REPO,

@@ -53,7 +53,6 @@ def test_parts_are_the_row_groups_of_the_parquet_files_and_the_csv_files_in_name
         ("b.parquet", 2),
     ]
     assert [Path(p.output).name for p in cut] == [f"part-0000{i}.parquet" for i in range(4)]
-    assert len({p.output for p in cut}) == len(cut)
 
 
 def test_parts_name_a_missing_input_and_a_folder_without_data(tmp_path):
