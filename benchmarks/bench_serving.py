@@ -46,6 +46,7 @@ from benchmarks import (
 from benchmarks import realtime as realtime_bench
 from benchmarks.servers import BIN, server
 from services.settings import PACKAGE_REPO
+from serving.api import JSON_TYPE, PARQUET_TYPE
 from serving.batch_score import SCORERS
 from serving.protocol import DF_RECORDS, RECORDS
 
@@ -56,6 +57,7 @@ WORKERS = 2  # every server gets the machine's 2 cores: 2 processes/replicas eac
 BATCH_SCORE_COPIES = 5  # batch-score reads 5 files of the batch rows: start-up cost amortized
 BATCH_SCORE_SMALL_ROWS = 1_000  # batch-score on this few rows measures its fixed start-up
 BATCH_CLIENTS = 2  # the Batch deployment's max_ongoing_requests: upload overlaps scoring
+BATCH_ANSWERS = {"parquet": PARQUET_TYPE, "json": JSON_TYPE}  # /batch's answers, by Accept
 # what `--sections` can choose; the pipeline and the promotion, the set-up, are always measured
 SECTIONS = (
     "realtime",
@@ -248,36 +250,43 @@ def batch(rows: int, workdir: Path, version: str) -> dict[str, Any]:
         frame.iloc[begin : begin + chunk].to_parquet(buffer, index=False)
         bodies.append(buffer.getvalue())
     url = f"{get_settings().serve_url}/{SERVICE}/batch"
-    headers = {"content-type": "application/vnd.apache.parquet"}
 
-    def endpoint_rate() -> float:
-        """Rows/s of one pass over the bodies, after a pass that warms every replica up (a
-        fresh one's first tables pay for its memory's first touch)."""
+    def endpoint_rates() -> dict[str, float]:
+        """Rows/s of one pass over the bodies per kind of answer, after a pass that warms every
+        replica up (a fresh one's first tables pay for its memory's first touch)."""
         with httpx.Client(timeout=600) as client, ThreadPoolExecutor(BATCH_CLIENTS) as pool:
 
-            def post(body: bytes) -> None:
-                client.post(url, content=body, headers=headers).raise_for_status()
+            def passed(answer: str) -> float:
+                headers = {"content-type": PARQUET_TYPE, "accept": BATCH_ANSWERS[answer]}
+                start = time.perf_counter()
+                for response in pool.map(
+                    lambda body: client.post(url, content=body, headers=headers), bodies
+                ):
+                    response.raise_for_status()
+                return rows / (time.perf_counter() - start)
 
-            list(pool.map(post, bodies))
-            start = time.perf_counter()
-            list(pool.map(post, bodies))
-        return rows / (time.perf_counter() - start)
+            passed("json")
+            return {answer: passed(answer) for answer in BATCH_ANSWERS}
 
     held = spec.serving.batch.max_replicas
     counts = [*sorted({1, os.cpu_count() or 1} - {held}), held]  # the spec's count last
-    endpoint: dict[str, list[float]] = {str(count): [] for count in counts}
+    endpoint: dict[str, dict[str, list[float]]] = {
+        answer: {str(count): [] for count in counts} for answer in BATCH_ANSWERS
+    }
     try:
         for _ in range(ab.ROUNDS):
             for count in counts:
                 with replicas_ab.replicas_deployed(count, BATCH):
-                    endpoint[str(count)].append(endpoint_rate())
+                    for answer, rate in endpoint_rates().items():
+                        endpoint[answer][str(count)].append(rate)
     finally:
         deploy(manifest_path())
     return {
         "in_process": statistics.median(in_process),
         "in_process_rounds": in_process,
-        "endpoint": statistics.median(endpoint[str(counts[-1])]),
-        "endpoint_replicas": endpoint,
+        "endpoint": statistics.median(endpoint["parquet"][str(counts[-1])]),
+        "endpoint_json": statistics.median(endpoint["json"][str(counts[-1])]),
+        "endpoint_replicas": endpoint["parquet"],
         "batch_score": batch_score_rows / statistics.median(batch_score_s["actors"]["large"]),
         "batch_score_rows": batch_score_rows,
         "batch_score_s": batch_score_s,
@@ -535,9 +544,16 @@ def report(results: dict[str, Any]) -> str:
     b = results["batch"]
     for key, label, target in (
         ("in_process", "in-process `inplace_predict` (nthread=1)", None),
-        ("endpoint", "`/batch` (Parquet bodies of max_batch_rows)", BATCH_ENDPOINT_SHARE),
+        (
+            "endpoint",
+            "`/batch` (Parquet bodies and answers of max_batch_rows)",
+            BATCH_ENDPOINT_SHARE,
+        ),
+        ("endpoint_json", "`/batch` (the same bodies, JSON answers)", None),
         ("batch_score", "`mlops batch-score` (whole command)", BATCH_SCORE_SHARE),
     ):
+        if key not in b:  # results of older runs
+            continue
         share = b[key] / b["in_process"]
         verdict = (
             "-" if target is None else f">= {target:.0%}: {'met' if share >= target else 'missed'}"

@@ -99,12 +99,17 @@ def to_arrow(rows: pd.DataFrame | pa.Table) -> pa.Table:
 
 
 def with_columns(frame: pd.DataFrame | pa.Table, columns: Mapping[str, Any]) -> pa.Table:
-    """`frame` as Arrow with `columns` added: arrays (a value per row) or scalars (one value on
-    every row, repeated by Arrow: no column of Python objects to convert)."""
+    """`frame` as Arrow with `columns` added: Arrow arrays (kept as they are), other arrays (a
+    value per row) or scalars (one value on every row, repeated by Arrow: no column of Python
+    objects to convert)."""
     table = to_arrow(frame)
     for name, value in columns.items():
-        repeated = not is_list_like(value)
-        column = pa.repeat(pa.scalar(value), len(table)) if repeated else pa.array(value)
+        if isinstance(value, pa.Array | pa.ChunkedArray):
+            column = value
+        elif is_list_like(value):
+            column = pa.array(value)
+        else:
+            column = pa.repeat(pa.scalar(value), len(table))
         table = table.append_column(name, column)
     return table
 

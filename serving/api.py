@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pydantic_core
 from pydantic import (
     BaseModel,
@@ -42,12 +43,11 @@ from serving.protocol import (
 
 BYTES_PER_ROW = 1_024  # generous upper bound of one JSON record; bodies above rows x this are 413
 MAX_ERRORS = 20
+JSON_TYPE = "application/json"
 CSV_TYPES = ("text/csv", "application/csv")
-PARQUET_TYPES = (
-    "application/vnd.apache.parquet",
-    "application/x-parquet",
-    "application/octet-stream",
-)
+PARQUET_TYPE = "application/vnd.apache.parquet"
+PARQUET_ANSWER_TYPES = (PARQUET_TYPE, "application/x-parquet")  # an Accept header naming one
+PARQUET_TYPES = (*PARQUET_ANSWER_TYPES, "application/octet-stream")
 
 
 class RequestError(Exception):
@@ -111,9 +111,7 @@ class ServiceApi:
         schema = self.request_model.model_json_schema()
         record = schema.pop("$defs")[self.record.__name__]
         schema["properties"][RECORDS]["items"] = record
-        return {
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
-        }
+        return {"requestBody": {"required": True, "content": {JSON_TYPE: {"schema": schema}}}}
 
     # --- requests --------------------------------------------------------------------------
 
@@ -157,7 +155,7 @@ class ServiceApi:
         """Batch body: JSON records, CSV or Parquet -> validated frame of feature columns."""
         self.check_size(None, body)
         kind = content_type.split(";")[0].strip().lower()
-        if kind in ("application/json", ""):
+        if kind in (JSON_TYPE, ""):
             return pd.DataFrame.from_records(
                 self.parse_records(body), columns=self.spec.feature_names
             )
@@ -237,9 +235,16 @@ class ServiceApi:
             for rid, p in zip(request_ids, raw.tolist(), strict=True)
         ]
 
-    def prediction_columns(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        """The same predictions as columns, for logging whole frames."""
-        return prediction_frame(self.spec, raw).to_dict("series")  # type: ignore[return-value]
+    def prediction_columns(self, raw: np.ndarray) -> dict[str, pa.Array]:
+        """The same predictions as Arrow columns, for whole tables (logged, answered)."""
+        outputs = prediction_frame(self.spec, raw)
+        return {name: pa.array(outputs[name].to_numpy()) for name in outputs.columns}
+
+
+def answers_parquet(accept: str | None) -> bool:
+    """Whether an Accept header names Parquet (batch answers only; JSON otherwise)."""
+    kinds = (part.split(";")[0].strip().lower() for part in (accept or "").split(","))
+    return any(kind in PARQUET_ANSWER_TYPES for kind in kinds)
 
 
 def max_body_bytes(max_rows: int) -> int:

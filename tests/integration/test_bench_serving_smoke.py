@@ -65,8 +65,10 @@ def test_report_states_every_target():
     assert "4.00x the requests/s of the best peer (mlflow; target >= 1.5x: met)" in text
     assert "67% of the requests/s of bare (target >= 90%: missed)" in text
     assert (
-        "| `/batch` (Parquet bodies of max_batch_rows) | 600,000 | 60% | >= 75%: missed |" in text
+        "| `/batch` (Parquet bodies and answers of max_batch_rows) | 600,000 | 60% "
+        "| >= 75%: missed |" in text
     )
+    assert "| `/batch` (the same bodies, JSON answers) | 400,000 | 40% | - |" in text
     assert "| `mlops batch-score` (whole command) | 500,000 | 50% | >= 50%: met |" in text
     for target in ("<= 60 s", "<= 5 s", "<= 30 s", "<= 2 GiB", "<= 1.5x", "<= 1.2x"):
         assert target in text

@@ -91,14 +91,16 @@ def test_health_and_openapi(client, served, service, runtime):
     assert set(records_schema["items"]["properties"]) == set(load_spec(service).feature_names)
 
 
-def post_parquet(client: httpx.Client, frame: pd.DataFrame) -> httpx.Response:
+def post_parquet(
+    client: httpx.Client, frame: pd.DataFrame, accept: str = "application/json"
+) -> httpx.Response:
     """A frame as a Parquet body to fraud-detection's /batch."""
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return client.post(
         "/fraud-detection/batch",
         content=buffer.getvalue(),
-        headers={"content-type": "application/vnd.apache.parquet"},
+        headers={"content-type": "application/vnd.apache.parquet", "accept": accept},
     )
 
 
@@ -129,6 +131,17 @@ def test_batch_at_the_row_limit_crosses_the_deployment_handle(client, served):
     response = post_parquet(client, frame)
     assert response.status_code == 200, response.text[:500]
     assert len(response.json()[PREDICTIONS]) == spec.serving.max_batch_rows
+
+
+def test_batch_answers_a_parquet_table_when_asked(client, served):
+    frame = pd.DataFrame(records("fraud-detection", 10_000, seed=6))
+    response = post_parquet(client, frame, accept="application/vnd.apache.parquet")
+    assert response.status_code == 200, response.text[:500]
+    assert response.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pd.read_parquet(io.BytesIO(response.content))
+    assert list(table) == [REQUEST_ID, PREDICTION, PROBABILITY, MODEL_VERSION]
+    assert len(table) == 10_000 and table[REQUEST_ID].is_unique
+    assert set(table[MODEL_VERSION]) == {served["fraud-detection"]}
 
 
 def _good(service: str = "fraud-detection") -> dict:

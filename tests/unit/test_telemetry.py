@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from typing import Any
 
+import pandas as pd
 import pytest
 import xgboost as xgb
 from starlette.requests import Request
 
 from services.datagen import generate
-from services.inference_log import read_log
+from services.inference_log import MODEL_VERSION, PREDICTION, PROBABILITY, REQUEST_ID, read_log
 from services.schema import frame_to_records
 from services.scoring import ScoringModel
 from services.spec import load_spec
 from serving import app as serving_app
 from serving.api import ServiceApi
 from serving.model_slot import LoadedModel
+from serving.protocol import PREDICTIONS
 from serving.telemetry import RequestTelemetry, started_at
 from training.train import frame_matrix
 
@@ -66,7 +69,7 @@ class BatchHandle:
         batch = type(replica).score
 
         class Remote:
-            async def remote(self, *args: Any) -> tuple[int, bytes]:
+            async def remote(self, *args: Any) -> tuple[int, bytes, str]:
                 await asyncio.sleep(HOP_S)
                 return batch(replica, *args)
 
@@ -119,11 +122,15 @@ def replicas(log_uri, loaded):
     realtime.feedback_log.close()
 
 
-def request(body: bytes, content_type: str = "application/json") -> Request:
+def request(
+    body: bytes, content_type: str = "application/json", accept: str | None = None
+) -> Request:
     headers = [
         (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
     ]
+    if accept is not None:
+        headers.append((b"accept", accept.encode()))
     scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
 
     async def receive() -> dict:
@@ -238,6 +245,31 @@ def test_a_batch_is_one_request_record_timed_from_the_ingress(replicas, log_uri)
     assert (refused["status"], refused["endpoint"]) == (422, "batch")
     assert [tags["status"] for _, tags in count.calls] == ["200", "422"]
     assert ingress_count.calls == []  # the Batch replica recorded both, once
+
+
+def test_a_batch_asking_for_parquet_gets_the_json_answer_as_a_table(replicas, log_uri):
+    """Accept: Parquet -> row ids, outputs and version as columns; refusals stay JSON."""
+    cls, realtime, _ = replicas
+    spec = load_spec(SERVICE)
+    csv = generate(spec, 300, 4)[spec.feature_names].to_csv(index=False).encode()
+    as_json = asyncio.run(cls.batch(realtime, request(csv, "text/csv")))
+    parquet = "application/json;q=0.5, application/vnd.apache.parquet"
+    as_table = asyncio.run(cls.batch(realtime, request(csv, "text/csv", parquet)))
+    refused = asyncio.run(cls.batch(realtime, request(b"a,b\n1,2\n", "text/csv", parquet)))
+    close(*replicas)
+
+    assert as_table.status_code == 200
+    assert as_table.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pd.read_parquet(io.BytesIO(as_table.body))
+    assert list(table) == [REQUEST_ID, PREDICTION, PROBABILITY, MODEL_VERSION]
+    expected = pd.DataFrame(json.loads(as_json.body)[PREDICTIONS])
+    assert table[PROBABILITY].tolist() == expected[PROBABILITY].tolist()
+    assert table[PREDICTION].tolist() == expected[PREDICTION].tolist()
+    assert set(table[MODEL_VERSION]) == {"7"}
+    logged = read_log(log_uri, SERVICE, "predictions")
+    assert set(table[REQUEST_ID]) < set(logged[REQUEST_ID]) and table[REQUEST_ID].is_unique
+    assert refused.status_code == 422 and "error" in json.loads(refused.body)
+    assert refused.headers["content-type"] == "application/json"
 
 
 def test_batch_failures_are_answered_as_json_and_recorded_once(replicas, log_uri, monkeypatch):
