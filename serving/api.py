@@ -323,8 +323,32 @@ def new_request() -> str:
 
 
 def row_ids(request: str, count: int) -> list[str]:
-    """`<request>-<row>`: unique per row, shared prefix per request, cheap for 100k rows."""
+    """`<request>-<row>`: unique per row, shared prefix per request (a plain loop: cheapest
+    for the few rows of a real-time request)."""
     return [f"{request}-{row}" for row in range(count)]
+
+
+def row_id_column(request: str, count: int) -> pa.Array:
+    """`row_ids` as an Arrow column for a table, built in numpy without a Python string per
+    row: the rows whose numbers have the same count of digits form one fixed-width block."""
+    prefix = np.frombuffer(f"{request}-".encode(), np.uint8)
+    blocks, widths, sizes = [np.empty(0, np.uint8)], [], []
+    start, digits = 0, 1
+    while start < count:
+        stop = min(count, 10**digits)
+        rows = np.arange(start, stop)
+        block = np.empty((stop - start, prefix.size + digits), np.uint8)
+        block[:, : prefix.size] = prefix
+        for place in range(digits):  # the digits of each row number, most significant first
+            block[:, prefix.size + place] = rows // 10 ** (digits - 1 - place) % 10 + ord("0")
+        blocks.append(block.ravel())
+        widths.append(block.shape[1])
+        sizes.append(stop - start)
+        start, digits = stop, digits + 1
+    offsets = np.zeros(count + 1, np.int32)
+    np.cumsum(np.repeat(widths, sizes), out=offsets[1:])
+    data = np.concatenate(blocks)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def now() -> datetime:

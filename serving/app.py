@@ -58,6 +58,7 @@ from serving.api import (
     check_size,
     new_request,
     now,
+    row_id_column,
     row_ids,
 )
 from serving.auth import ApiKeyAuth
@@ -466,15 +467,16 @@ class Batch(_Replica):
             model = served.model
             raw = model.predict_matrix(model.encoder.encode_frame(frame))
             key = new_request()
-            ids = row_ids(key, len(frame))
-            outputs = {REQUEST_ID: pa.array(ids), **served.api.prediction_columns(raw)}
+            ids = row_id_column(key, len(frame))
+            outputs = {REQUEST_ID: ids, **served.api.prediction_columns(raw)}
             if answers_parquet(accept):
                 answer = _encode_parquet(
                     with_columns(pa.table(outputs), {MODEL_VERSION: served.version})
                 )
                 media = PARQUET_TYPE
             else:
-                answer = _encode(_predict_body(served.version, served.api.predictions(raw, ids)))
+                predictions = served.api.predictions(raw, ids.to_pylist())
+                answer = _encode(_predict_body(served.version, predictions))
                 media = JSON_TYPE
             record = self.telemetry.answered("batch", served.version, key, len(frame), started)
             meta = self.row_meta(served.version, "batch", record)

@@ -29,6 +29,7 @@ from services.inference_log import (
 from services.settings import PACKAGE_REPO
 from services.spec import load_spec
 from serving import k8s, manifest
+from serving.api import row_id_column, row_ids
 from serving.log_writer import InferenceLogWriter
 from serving.model_slot import LoadedModel, ModelSlot
 from tests.own_data import SERVICE as OWN
@@ -246,3 +247,8 @@ def test_a_replica_merges_requests_as_its_application_says_and_reports_it(tmp_pa
     finally:
         replica.predictions_log.close()
         replica.feedback_log.close()
+
+
+@pytest.mark.parametrize("count", [0, 1, 10, 11, 999, 100_001])
+def test_a_tables_row_id_column_holds_the_row_ids(count):
+    assert row_id_column("f00d", count).to_pylist() == row_ids("f00d", count)
