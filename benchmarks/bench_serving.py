@@ -559,6 +559,15 @@ def report(results: dict[str, Any]) -> str:
             "-" if target is None else f">= {target:.0%}: {'met' if share >= target else 'missed'}"
         )
         lines.append(f"| {label} | {b[key]:,.0f} | {share:.0%} | {verdict} |")
+    if "endpoint_json" in b:
+        lines += [
+            "",
+            "Both `/batch` rows send the same Parquet bodies, two at a time, and the replica "
+            "does the same work for each (reads, checks every value against the spec, predicts, "
+            "appends every row with its id to the inference log); the first asks for its answer "
+            "as a Parquet table (`Accept: application/vnd.apache.parquet`), the second as JSON "
+            f"(an object per row): {b['endpoint'] / b['endpoint_json']:.2f}x the rows/s.",
+        ]
     lines += batch_replicas_lines(b.get("endpoint_replicas"))
     lines += batch_score_lines(b)
     cpu = {

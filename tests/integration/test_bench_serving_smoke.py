@@ -69,6 +69,7 @@ def test_report_states_every_target():
         "| >= 75%: missed |" in text
     )
     assert "| `/batch` (the same bodies, JSON answers) | 400,000 | 40% | - |" in text
+    assert "(an object per row): 1.50x the rows/s." in text
     assert "| `mlops batch-score` (whole command) | 500,000 | 50% | >= 50%: met |" in text
     for target in ("<= 60 s", "<= 5 s", "<= 30 s", "<= 2 GiB", "<= 1.5x", "<= 1.2x"):
         assert target in text
