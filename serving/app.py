@@ -92,9 +92,11 @@ def _encode(payload: Any) -> bytes:
 
 
 def _encode_parquet(table: pa.Table) -> bytes:
-    """Parquet bytes of an answer table (far smaller and cheaper than its JSON)."""
+    """Parquet bytes of an answer table (far smaller and cheaper than its JSON). Only the
+    version repeats: a dictionary for the other columns (row ids, outputs) and statistics
+    would cost more than they save in a table that is read whole once."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, use_dictionary=[MODEL_VERSION], write_statistics=False)
     return sink.getvalue().to_pybytes()
 
 
