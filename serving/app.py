@@ -101,11 +101,7 @@ def _encode_parquet(table: pa.Table) -> bytes:
 
 
 def _json(payload: Any, status: int = 200) -> Response:
-    return _raw_json(_encode(payload), status)
-
-
-def _raw_json(body: bytes, status: int = 200) -> Response:
-    return Response(body, status_code=status, media_type=JSON_TYPE)
+    return Response(_encode(payload), status_code=status, media_type=JSON_TYPE)
 
 
 def _error(exc: RequestError) -> Response:
