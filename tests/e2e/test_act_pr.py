@@ -5,6 +5,9 @@ fraud-detection; `make act-pr` runs there against the session's MLflow server. a
 that tree again for the job, which installs the locked environment, lints, runs the unit
 tests, retrains with `dvc repro` and writes the metrics report to the job summary. The
 outcomes are read from act's JSON log and from the MLflow server.
+
+The job's unit-test step runs one module of the unit suite (pytest's PYTEST_ADDOPTS names
+it): the step is what is tested here, and this session runs the whole suite itself.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 PRIVATE = ("MLOPS_REPO_ROOT", "VIRTUAL_ENV", "GITHUB_TOKEN", "GH_TOKEN", "PYTEST_ADDOPTS")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CHANGED = "fraud-detection"
+# The unit tests the job runs: the workflows' own (the whole suite runs in this session)
+JOB_UNIT_TESTS = "tests/unit/test_workflows.py"
 
 
 class ActLog:
@@ -102,6 +107,7 @@ def test_pull_request_runs_ci_under_act(mlflow_server: str, tmp_path: Path):
         "MLFLOW_TRACKING_URI": mlflow_server,
         "RAY_ADDRESS": f"127.0.0.1:{free_port()}",  # not used by ci.yml: nothing listens there
         "ACT_ARGS": f"--json --action-cache-path {tmp_path / 'act-cache'}",
+        "PYTEST_ADDOPTS": JOB_UNIT_TESTS,
     }
     result = subprocess.run(
         ["make", "-s", "act-pr"],
