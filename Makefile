@@ -57,8 +57,10 @@ PROFILE ?= embedded
 demo: install ## the whole loop on the local stack (PROFILE=production: PostgreSQL, S3, 3 Ray nodes)
 	$(BIN)/mlops demo --profile $(PROFILE)
 
+# Two pytest-xdist workers: one runs the tests of the Ray cluster in order, the other the rest.
+TEST_WORKERS ?= 2
 test: install ## the whole test suite (starts its own MLflow server and Ray cluster)
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadgroup
 
 reliability: install ## pytest -m reliability, figures written into docs/RELIABILITY.md
 	$(BIN)/python -m tests.reliability_report
