@@ -4,7 +4,10 @@ Cold: a fresh copy of the working tree with nothing cached (`mlops data init` + 
 Warm: a second `dvc repro` in the same copy, which must run no stage.
 Models are registered in a real MLflow server started for the run on a free port.
 
-    python -m benchmarks.bench_pipeline [--keep] [--json] [--no-bytecode-cache]
+Python's bytecode is what `make install` compiled into the environment: every stage's process
+reads it, as on a machine where Python caches its own bytecode.
+
+    python -m benchmarks.bench_pipeline [--keep] [--json]
 """
 
 from __future__ import annotations
@@ -52,26 +55,15 @@ class PipelineTimings:
         return self.data_init_s + self.repro_cold_s
 
 
-def pipeline_env(
-    repo: Path, tracking_uri: str, home: Path, pycache: Path | None = None
-) -> dict[str, str]:
-    """Environment of the pipeline commands: the copy, its state folder, the MLflow server.
-
-    With `pycache`, Python's bytecode goes there (PYTHONPYCACHEPREFIX), written by the first
-    command and read by the next, as on any machine; without it the environment decides
-    (PYTHONDONTWRITEBYTECODE=1 makes every command compile all it imports again).
-    """
+def pipeline_env(repo: Path, tracking_uri: str, home: Path) -> dict[str, str]:
+    """Environment of the pipeline commands: the copy, its state folder, the MLflow server."""
     venv_bin = str(Path(sys.executable).parent)  # dvc.yaml calls `mlops`
-    env = os.environ | {
+    return os.environ | {
         "MLOPS_REPO_ROOT": str(repo),
         "MLOPS_HOME": str(home),
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    if pycache is not None:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(pycache)
-    return env
 
 
 def _children_cpu_s() -> float:
@@ -90,9 +82,9 @@ def _timed(command: list[str], repo: Path, env: dict[str, str]) -> Timed:
     return Timed(elapsed, _children_cpu_s() - cpu, result.stdout + result.stderr)
 
 
-def run(repo: Path, tracking_uri: str, home: Path, pycache: Path | None = None) -> PipelineTimings:
+def run(repo: Path, tracking_uri: str, home: Path) -> PipelineTimings:
     """Time data init + cold `dvc repro`, then a warm `dvc repro`, in the copy `repo`."""
-    env = pipeline_env(repo, tracking_uri, home, pycache)
+    env = pipeline_env(repo, tracking_uri, home)
     bin_dir = Path(sys.executable).parent
     mlops, dvc = str(bin_dir / "mlops"), str(bin_dir / "dvc")
     init = _timed([mlops, "data", "init"], repo, env)
@@ -109,12 +101,8 @@ def run(repo: Path, tracking_uri: str, home: Path, pycache: Path | None = None) 
     )
 
 
-def bench(workdir: Path, bytecode_cache: bool = True) -> PipelineTimings:
-    """Copy the working tree into `workdir`, start MLflow there, time the pipeline, stop MLflow.
-
-    `bytecode_cache`: Python bytecode is cached in `workdir` (empty at the start: the cold run
-    compiles once); False leaves it to the environment.
-    """
+def bench(workdir: Path) -> PipelineTimings:
+    """Copy the working tree into `workdir`, start MLflow there, time the pipeline, stop MLflow."""
     from mlops import stack
     from mlops.sandbox import copy_repo, free_port
     from services.settings import get_settings
@@ -131,8 +119,7 @@ def bench(workdir: Path, bytecode_cache: bool = True) -> PipelineTimings:
         log.info("starting MLflow at %s", settings.tracking_uri)
         stack.mlflow_up(settings, timeout_s=120)
         try:
-            pycache = workdir / "pycache" if bytecode_cache else None
-            return run(repo, settings.tracking_uri, home, pycache)
+            return run(repo, settings.tracking_uri, home)
         finally:
             stack.mlflow_down(settings)
     finally:
@@ -144,15 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
     parser.add_argument("--json", action="store_true", help="print the timings as JSON")
-    parser.add_argument(
-        "--no-bytecode-cache",
-        action="store_true",
-        help="leave bytecode caching to the environment (PYTHONDONTWRITEBYTECODE)",
-    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     with scratch_dir("bench-pipeline-", args.keep) as workdir:
-        timings = bench(workdir, bytecode_cache=not args.no_bytecode_cache)
+        timings = bench(workdir)
     if args.json:
         print(json.dumps(asdict(timings) | {"cold_s": round(timings.cold_s, 2)}))
     else:

@@ -21,9 +21,9 @@ BIN = Path(sys.executable).parent
 class Pipeline:
     """A fresh repository copy and the commands the pipeline runs in it."""
 
-    def __init__(self, root: Path, tracking_uri: str, pycache: Path) -> None:
+    def __init__(self, root: Path, tracking_uri: str) -> None:
         self.root = root
-        self.env = pipeline_env(root, tracking_uri, root / ".mlops", pycache)
+        self.env = pipeline_env(root, tracking_uri, root / ".mlops")
 
     def run(self, tool: str, *args: str) -> str:
         result = subprocess.run(

@@ -33,7 +33,7 @@ def stages_run(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, mlflow_server) -> Pipeline:
     root = copy_repo(tmp_path_factory.mktemp("pipeline"))
-    return Pipeline(root, mlflow_server, tmp_path_factory.mktemp("pycache"))
+    return Pipeline(root, mlflow_server)
 
 
 @pytest.fixture(scope="module")

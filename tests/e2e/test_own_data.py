@@ -28,7 +28,7 @@ GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
 def pipeline(tmp_path_factory, mlflow_server) -> Pipeline:
     """The copy with the new service committed, its snapshot tracked by DVC."""
     root = copy_repo(tmp_path_factory.mktemp("own-data"))
-    pipeline = Pipeline(root, mlflow_server, tmp_path_factory.mktemp("pycache"))
+    pipeline = Pipeline(root, mlflow_server)
     snapshot = add_service(root)
     pipeline.run("dvc", "add", str(snapshot.relative_to(root)))
     subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
