@@ -57,10 +57,16 @@ PROFILE ?= embedded
 demo: install ## the whole loop on the local stack (PROFILE=production: PostgreSQL, S3, 3 Ray nodes)
 	$(BIN)/mlops demo --profile $(PROFILE)
 
-# Two pytest-xdist workers: one runs the tests of the Ray cluster in order, the other the rest.
-TEST_WORKERS ?= 2
+# Two pytest sessions side by side: the tests of the machine's one Ray cluster (its ports are
+# fixed) stream here; the other tests run beside them into TEST_LOG, shown when both are done.
+TEST_LOG ?= $(CURDIR)/.pytest-beside-the-cluster.log
 test: install ## the whole test suite (starts its own MLflow server and Ray cluster)
-	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadgroup
+	@$(BIN)/pytest -m "not cluster" > "$(TEST_LOG)" 2>&1 & beside=$$!; \
+	  trap 'kill $$beside 2>/dev/null' INT TERM; \
+	  $(BIN)/pytest -m cluster; cluster=$$?; \
+	  wait $$beside; beside=$$?; \
+	  echo "--- the tests beside the cluster's ($(TEST_LOG)):"; cat "$(TEST_LOG)"; \
+	  exit $$(( cluster || beside ))
 
 reliability: install ## pytest -m reliability, figures written into docs/RELIABILITY.md
 	$(BIN)/python -m tests.reliability_report

@@ -31,16 +31,14 @@ METRICS_REPORT_ENV = "RAY_metrics_report_interval_ms"
 RAY_DEFAULT_METRICS_REPORT_MS = 10_000
 SESSION_METRICS_REPORT_MS = 2_000
 DEMO_TESTS = Path(__file__).parent / "e2e" / "test_demo.py"
-# The tests of the machine's one Ray cluster (its ports are fixed) run one after another on
-# one pytest-xdist worker; every other test runs beside them (`make test`: --dist loadgroup)
-CLUSTER_GROUP = "ray-cluster"
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """A test that uses the session's Ray cluster joins the cluster's xdist group (marked as
-    it is collected: xdist reads the groups before any reordering hook)."""
+    """A test that uses the session's Ray cluster is marked `cluster` (from its fixtures, as
+    it is collected: before `-m` selects), so that `make test` runs the tests of the machine's
+    one cluster in one session and every other test in a second session beside it."""
     if "ray_cluster" in getattr(item, "fixturenames", ()):
-        item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
+        item.add_marker(pytest.mark.cluster)
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering
