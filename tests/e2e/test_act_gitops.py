@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,7 @@ from services.registry_keys import metric_tag
 from services.settings import get_settings
 from services.spec import load_spec, service_names
 from serving.manifest import MODEL_VERSION_KEY, set_model_version
-from tests.e2e.test_act_pr import ActLog
+from tests.e2e.test_act_pr import ActLog, use_this_environment
 from tests.rollouts import without_rollout_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -139,21 +138,6 @@ class GitOps:
         return Act(result.returncode, ActLog(result.stdout), path, tail)
 
 
-def _use_this_environment(work: Path) -> None:
-    """`make` in the copy runs this environment's `mlops` and `act` instead of building one.
-
-    Wrappers (not symlinks): if make ever decided to rebuild the copy's .venv, it would
-    write into the copy, never into this environment.
-    """
-    bin_dir = work / ".venv" / "bin"
-    bin_dir.mkdir(parents=True)
-    here = Path(sys.executable).parent
-    for name in ("mlops", "act"):
-        wrapper = bin_dir / name
-        wrapper.write_text(f'#!/bin/sh\nexec "{here / name}" "$@"\n')
-        wrapper.chmod(0o755)
-
-
 @pytest.fixture(scope="module")
 def gitops(served, repo: Path, mlflow_server: str, tmp_path_factory) -> Iterator[GitOps]:
     from serving.deploy import deploy
@@ -182,7 +166,7 @@ def gitops(served, repo: Path, mlflow_server: str, tmp_path_factory) -> Iterator
     git(tmp, "init", "-q", "--bare", "-b", "main", str(origin))
     git(work, "remote", "add", "origin", str(origin))
     git(work, "push", "-q", "origin", "main")
-    _use_this_environment(work)
+    use_this_environment(work)
 
     settings = get_settings()
     env = {k: v for k, v in os.environ.items() if k not in PRIVATE and not k.startswith("PYTEST_")}

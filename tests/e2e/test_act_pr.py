@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,21 @@ class ActLog:
         return "".join(self.output[step])
 
 
+def use_this_environment(work: Path) -> None:
+    """`make` in the copy runs this environment's `mlops` and `act` instead of building one.
+
+    Wrappers (not symlinks): if make ever decided to rebuild the copy's .venv, it would
+    write into the copy, never into this environment.
+    """
+    bin_dir = work / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    here = Path(sys.executable).parent
+    for name in ("mlops", "act"):
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{here / name}" "$@"\n')
+        wrapper.chmod(0o755)
+
+
 def versions(client: MlflowClient, service: str) -> set[str]:
     return {v.version for v in client.search_model_versions(f"name = '{service}'")}
 
@@ -96,6 +112,7 @@ def metric_rows(summary: str, service: str) -> list[list[str]]:
 def test_pull_request_runs_ci_under_act(mlflow_server: str, tmp_path: Path):
     work = copy_repo(tmp_path / "repo")
     open_pull_request(work)
+    use_this_environment(work)
     home = tmp_path / "mlops-home"
     client = MlflowClient(tracking_uri=mlflow_server)
     services = service_names()
