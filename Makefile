@@ -15,8 +15,9 @@ environment: $(BIN)/mlops system-deps actionlint ## .venv from uv.lock, Debian's
 # through ensurepip when that pip is missing or older than 22.3 (no --python).
 # Bytecode is compiled at install, as in the serving image: every Ray worker, DVC stage and
 # CLI call starts from it, also where PYTHONDONTWRITEBYTECODE keeps Python from caching it.
-# Jobs under act build a throwaway environment each and compile only what they import
-# (BYTECODE= in ACT_FLAGS).
+# Jobs under act build a throwaway environment each: they compile what they import, once, as
+# on GitHub's runners (ACT_FLAGS: BYTECODE= and an empty PYTHONDONTWRITEBYTECODE, which act's
+# host mode would otherwise pass on from this machine).
 BYTECODE ?= --compile-bytecode
 $(BIN)/mlops: pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
@@ -122,8 +123,8 @@ ACT_STANDINS = $(sort $(shell grep -rhoE 'actions/upload-artifact@[0-9a-f]{40}' 
 ACT = env -u MLOPS_REPO_ROOT -u VIRTUAL_ENV $(BIN)/act
 ACT_FLAGS = -P ubuntu-latest=-self-hosted --action-offline-mode --pull=false --no-cache-server \
 	$(foreach action,$(ACT_STANDINS),--local-repository $(action)=$(CURDIR)/$(ACT_DIR)/standins/upload-artifact) \
-	$(foreach var,$(ACT_STACK_ENV),--env $(var)) --env GITOPS_REMOTE=$(GITOPS_REMOTE) --env BYTECODE= \
-	$(ACT_ARGS)
+	$(foreach var,$(ACT_STACK_ENV),--env $(var)) --env GITOPS_REMOTE=$(GITOPS_REMOTE) \
+	--env BYTECODE= --env PYTHONDONTWRITEBYTECODE= $(ACT_ARGS)
 TAG_PATTERN := ^[a-z][a-z0-9-]*@v[1-9][0-9]*$$
 SERVICE_PATTERN := ^[a-z][a-z0-9-]*$$
 
