@@ -19,6 +19,7 @@ conversion, saved as the registered pyfunc is and put into a temporary model cac
 points at a port where nothing listens, so a case that asked the registry would fail. Times are
 seconds, median (min-max) of the rounds; `process` is the whole interpreter, from its start to
 its exit; the CPU columns (user + system) change less than the wall clock on a busy machine.
+Every process reads the bytecode `make install` compiled into the environment, as replicas do.
 """
 
 from __future__ import annotations
