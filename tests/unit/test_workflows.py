@@ -406,6 +406,19 @@ def test_act_targets_push_to_a_local_bare_repository_by_default(tmp_path: Path):
     assert "--env GITOPS_REMOTE=/else.git" in overridden
 
 
+def test_the_environment_is_installed_with_bytecode_and_act_jobs_compile_as_they_import(
+    tmp_path: Path,
+):
+    """`make install` compiles the environment's bytecode (every Ray worker and pipeline stage
+    reads it, whatever PYTHONDONTWRITEBYTECODE says); a job under act builds a throwaway
+    environment without it and lets Python cache what the job imports."""
+    install = make_dry_run("-B", ".venv/bin/mlops").splitlines()
+    sync = [line for line in install if "uv sync" in line]
+    assert sync and all("--compile-bytecode" in line for line in sync), sync
+    flags = make_dry_run("act-list", f"MLOPS_HOME={tmp_path}").split()
+    assert "BYTECODE=" in flags and "PYTHONDONTWRITEBYTECODE=" in flags, flags
+
+
 def test_act_payloads():
     act = GITHUB / "act"
     for name in ("pull_request", "release", "schedule", "workflow_dispatch"):
