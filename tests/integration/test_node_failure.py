@@ -34,6 +34,19 @@ WORKER_NODES = 2
 REPLICAS = 4
 RATE = 100.0  # requests per second, one record each
 MAX_FAILURE_SHARE = 0.01
+# Ray's GCS marks a killed node dead after its missed health checks (Ray's defaults: one every
+# 3 s, dead after 5 misses), which may come after Serve has re-placed the node's replicas
+NODE_DEATH_S = 60
+
+
+def alive_nodes_once_settled(expected: int) -> int:
+    """The ALIVE node count once it is `expected`, or as it is after NODE_DEATH_S."""
+    deadline = time.monotonic() + NODE_DEATH_S
+    while (alive := ray_nodes.alive_node_count(get_settings())) != expected:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    return alive
 
 
 def node_of(pid: int, nodes: list[WorkerNode]) -> WorkerNode | None:
@@ -104,7 +117,7 @@ def test_a_killed_worker_node_loses_only_requests_in_flight(spread):
         except TimeoutError:
             noticed_s = recovery_s = float("inf")
         time.sleep(3)
-    nodes_after = ray_nodes.alive_node_count(get_settings())
+    nodes_after = alive_nodes_once_settled(WORKER_NODES)
     failed_after = [t - killed_at for t, version in load.outcomes if version is None]
     share = load.failure_share
     record_figure(
