@@ -356,8 +356,9 @@ def test_a_scheduled_monitor_run_fails_on_an_slo_breach_and_still_writes_its_sum
 
 
 def make_dry_run(*args: str) -> str:
-    """What `make -n` would run, outside any GITOPS_REMOTE of the caller's environment."""
-    env = {k: v for k, v in os.environ.items() if k != "GITOPS_REMOTE"}
+    """What `make -n` would run, outside any GITOPS_REMOTE or BYTECODE of the caller's
+    environment (a job under act has BYTECODE set)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GITOPS_REMOTE", "BYTECODE")}
     command = ["make", "-n", "-s", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True).stdout
 
