@@ -47,7 +47,7 @@ from services.registry_keys import metric_tag
 from services.settings import get_settings
 from services.spec import load_spec, service_names
 from serving.manifest import MODEL_VERSION_KEY, set_model_version
-from tests.e2e.test_act_pr import ActLog, use_this_environment
+from tests.act import ActLog, use_this_environment
 from tests.rollouts import without_rollout_policy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

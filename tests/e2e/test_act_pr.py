@@ -12,14 +12,10 @@ it): the step is what is tested here, and this session runs the whole suite itse
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -28,55 +24,16 @@ from mlflow import MlflowClient
 from mlops.sandbox import copy_repo, free_port
 from services.registry_keys import GIT_COMMIT_TAG
 from services.spec import service_names
+from tests.act import ActLog, use_this_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 # Variables of this test process that must not reach the workflow's steps (act's host mode
 # passes its own environment on): the job works on its own copy, with no token.
 PRIVATE = ("MLOPS_REPO_ROOT", "VIRTUAL_ENV", "GITHUB_TOKEN", "GH_TOKEN", "PYTEST_ADDOPTS")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CHANGED = "fraud-detection"
-# The unit tests the job runs: the workflows' own (the whole suite runs in this session)
+# The one unit-test module the job runs (see the docstring)
 JOB_UNIT_TESTS = "tests/unit/test_workflows.py"
-
-
-class ActLog:
-    """act's `--json` log: step results, raw step output and job summaries."""
-
-    def __init__(self, text: str) -> None:
-        self.results: dict[str, str] = {}
-        self.output: dict[str, list[str]] = defaultdict(list)
-        self.summary: list[str] = []
-        for line in text.splitlines():
-            try:
-                entry: dict[str, Any] = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            step = str(entry.get("step", ""))
-            if "stepResult" in entry and entry.get("stage") == "Main":
-                self.results[step] = entry["stepResult"]
-            if entry.get("raw_output"):
-                self.output[step].append(ANSI.sub("", entry.get("msg", "")))
-            if entry.get("command") == "summary":
-                self.summary.append(entry.get("content", ""))
-
-    def text(self, step: str) -> str:
-        return "".join(self.output[step])
-
-
-def use_this_environment(work: Path) -> None:
-    """`make` in the copy runs this environment's `mlops` and `act` instead of building one.
-
-    Wrappers (not symlinks): if make ever decided to rebuild the copy's .venv, it would
-    write into the copy, never into this environment.
-    """
-    bin_dir = work / ".venv" / "bin"
-    bin_dir.mkdir(parents=True)
-    here = Path(sys.executable).parent
-    for name in ("mlops", "act"):
-        wrapper = bin_dir / name
-        wrapper.write_text(f'#!/bin/sh\nexec "{here / name}" "$@"\n')
-        wrapper.chmod(0o755)
 
 
 def versions(client: MlflowClient, service: str) -> set[str]:

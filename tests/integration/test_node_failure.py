@@ -3,6 +3,7 @@ nodes): replicas spread over the nodes, and a whole worker node killed under con
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import psutil
 import pytest
 
 from mlops import ray_nodes
+from mlops.processes import wait_until
 from mlops.production import profile as production
 from mlops.ray_nodes import WorkerNode
 from services.settings import get_settings
@@ -37,16 +39,6 @@ MAX_FAILURE_SHARE = 0.01
 # Ray's GCS marks a killed node dead after its missed health checks (Ray's defaults: one every
 # 3 s, dead after 5 misses), which may come after Serve has re-placed the node's replicas
 NODE_DEATH_S = 60
-
-
-def alive_nodes_once_settled(expected: int) -> int:
-    """The ALIVE node count once it is `expected`, or as it is after NODE_DEATH_S."""
-    deadline = time.monotonic() + NODE_DEATH_S
-    while (alive := ray_nodes.alive_node_count(get_settings())) != expected:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    return alive
 
 
 def node_of(pid: int, nodes: list[WorkerNode]) -> WorkerNode | None:
@@ -117,7 +109,13 @@ def test_a_killed_worker_node_loses_only_requests_in_flight(spread):
         except TimeoutError:
             noticed_s = recovery_s = float("inf")
         time.sleep(3)
-    nodes_after = alive_nodes_once_settled(WORKER_NODES)
+    with contextlib.suppress(TimeoutError):  # the count is asserted below
+        wait_until(
+            lambda: ray_nodes.alive_node_count(get_settings()) == WORKER_NODES,
+            "the killed node's death",
+            NODE_DEATH_S,
+        )
+    nodes_after = ray_nodes.alive_node_count(get_settings())
     failed_after = [t - killed_at for t, version in load.outcomes if version is None]
     share = load.failure_share
     record_figure(
