@@ -8,7 +8,6 @@ a restart or a code deploy does), until a version trained with the edit is promo
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,12 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from mlops.processes import wait_until
 from services.ray_access import auth_headers
 from services.registry import PREVIOUS, PRODUCTION
 from services.settings import get_settings
 from services.spec import load_spec
-from serving.deploy import applications, deploy
+from serving.deploy import DeployError, applications, deploy
 from serving.manifest import manifest_path, sync_with_catalogue
 from serving.promote import promote
 from tests.load import predict_body
@@ -53,6 +53,15 @@ def serve_controller_alive() -> bool:
     return bool(list_actors(address=get_settings().dashboard_url, filters=alive))
 
 
+def serve_shut_down() -> bool:
+    """No application and no Serve controller. While the controller exits, the dashboard
+    answers 500 (its call to the dying actor fails): still shutting down, not an error."""
+    try:
+        return not applications() and not serve_controller_alive()
+    except DeployError:
+        return False
+
+
 def rebuild_applications(timeout_s: float = 120.0) -> None:
     """Every application deleted (and Serve's controller gone: the DELETE answers before it
     has exited when the graceful shutdown outlasts Ray's 30 s) and deployed again from the
@@ -64,11 +73,7 @@ def rebuild_applications(timeout_s: float = 120.0) -> None:
         timeout=120,
     )
     response.raise_for_status()
-    deadline = time.monotonic() + timeout_s
-    while (applications() or serve_controller_alive()) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert not applications(), "the applications were not deleted"
-    assert not serve_controller_alive(), "Serve's controller outlived the shutdown"
+    wait_until(serve_shut_down, "Serve's shutdown", timeout_s)
     deploy(manifest_path())
 
 
