@@ -38,6 +38,7 @@ from benchmarks import (
     durability_ab,
     haproxy_ab,
     merging_ab,
+    replica_profile,
     replicas_ab,
     rollout_ab,
     runtime_ab,
@@ -61,6 +62,7 @@ BATCH_ANSWERS = {"parquet": PARQUET_TYPE, "json": JSON_TYPE}  # /batch's answers
 # what `--sections` can choose; the pipeline and the promotion, the set-up, are always measured
 SECTIONS = (
     "realtime",
+    "profile",
     "runtime",
     "merging",
     "replicas",
@@ -419,6 +421,9 @@ def run(
             booster = repo / "models" / SERVICE / "model.ubj"
             results["realtime"] = realtime(body, booster, version, duration_s)
             results["breakdown"] = breakdown.stage_costs_us(SERVICE, version, body)
+        if "profile" in sections:
+            log.info("the Realtime replicas' CPU, sampled under load")
+            results["profile"] = replica_profile.profile(load, SERVICE)
         if "runtime" in sections:
             log.info("replicas' runtime: %s, alternating", ", ".join(runtime_ab.RUNTIMES))
             results["runtime"] = {
@@ -535,6 +540,7 @@ def report(results: dict[str, Any]) -> str:
         "",
         *realtime_bench.report_lines(realtime),
         *breakdown.report_lines(results.get("breakdown"), realtime),
+        *replica_profile.report_lines(results.get("profile")),
         "",
         "## Batch (rows/s)",
         "",
