@@ -592,7 +592,8 @@ def report(results: dict[str, Any]) -> str:
             f"server (wrk included in both). With {cores} cores that caps this project at about "
             f"{cores * 1000 / cpu['ours']:,.0f} requests/s and the bare server at "
             f"{cores * 1000 / cpu['bare']:,.0f}: the gap is Ray Serve's per-request work "
-            '("Where a request\'s time goes" splits one request into its parts).',
+            '("Where a request\'s time goes" splits one request into its parts, "Where a '
+            "replica's time goes\" a replica's time under this load into its layers).",
         ]
     lines += runtime_ab.report_lines(results.get("runtime"))
     lines += merging_ab.report_lines(results.get("merging"))

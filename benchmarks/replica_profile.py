@@ -49,15 +49,16 @@ OWN_WORK = (
 
 
 def layer_of(path: str) -> str:
-    """The layer of a frame's file, `STANDARD_LIBRARY` for Python's own modules and generated
-    code (a dataclass's `__init__`), whose time belongs to their caller."""
+    """The layer of a frame's file; `STANDARD_LIBRARY` for Python's own modules, generated code
+    (a dataclass's `__init__`) and frames the sampler could not read, whose time belongs to
+    their caller."""
     if SITE_PACKAGES in path:
         package = path.split(SITE_PACKAGES, 1)[1]
         return next(
             (name for name, prefixes in LAYERS if package.startswith(prefixes)),
             OTHER,
         )
-    if path.startswith((STDLIB, "<")):  # "<frozen ...>", "<string>": Python's or generated
+    if path.startswith(STDLIB) or not path.startswith("/"):  # also "<string>", unreadable
         return STANDARD_LIBRARY
     return PROJECT
 

@@ -38,10 +38,11 @@ def test_a_sample_belongs_to_its_innermost_frame_outside_the_standard_library():
             (2, [LOOP, RAY_SERVE, RAY_CORE]),  # ray/ but not ray/serve/
             (4, [LOOP]),  # uvloop's C code under the thread's run
             (1, [LOOP, f"f ({SITE}/yaml/loader.py:1)"]),
+            (6, [LOOP, RAY_SERVE, OURS, "", "client (server:-26)"]),  # frames misread
         )
     )
     assert samples == {
-        PROJECT: 8,
+        PROJECT: 14,
         "HTTP server (uvicorn, httptools)": 7,
         "Ray core": 2,
         STANDARD_LIBRARY: 4,
