@@ -87,6 +87,7 @@ MLFLOW_DOES = (
     "parses `dataframe_records` into pandas, checks them against the model signature, encodes "
     "and predicts through the pyfunc"
 )
+FLOOR_DOES = "reads the body and answers a fixed prediction: no validation, model or log"
 BARE_DOES = "parses the JSON records, encodes, predicts, answers; no validation, no log"
 OURS_SETUP = (
     f"Ray Serve 2.60, HAProxy ingress; 1-{WORKERS} Realtime replicas (autoscaled, {WORKERS} "
@@ -98,7 +99,7 @@ BARE_SETUP = f"uvicorn --workers {WORKERS}, XGBoost nthread 1"
 
 def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[dict[str, Any]]:
     """The same single-record request against every server, all running at once, in rounds."""
-    from benchmarks import peer_servers
+    from benchmarks import peer_servers, serve_floor
     from benchmarks.bench_model_limit import bare_onnx_command
     from mlops.sandbox import free_port
     from mlops.stack import HAPROXY_STATE_DIR
@@ -129,6 +130,18 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[di
         ),
     ]
     with contextlib.ExitStack() as running:
+        floor_url = running.enter_context(serve_floor.deployed(WORKERS))
+        targets.append(
+            realtime_bench.Target(
+                "Ray Serve's floor (a deployment that does no work)",
+                lambda: floor_url,
+                body,
+                FLOOR_DOES,
+                f"Ray Serve 2.60, HAProxy ingress; {WORKERS} replicas of a FastAPI deployment, "
+                "the Realtime deployment's settings",
+                "floor",
+            )
+        )
 
         def started(
             command: list[str], url: str, env: dict[str, str], health_url: str = "", **target: Any

@@ -38,7 +38,7 @@ class Target:
     body: str
     does: str  # what it does per request, stated next to its figures
     setup: str  # its processes and settings (the CPU budget it gets)
-    kind: str = "peer"  # "ours", "ours-direct", "peer", "bare" or "limit"
+    kind: str = "peer"  # "ours", "ours-direct", "floor", "peer", "bare" or "limit"
     connections: tuple[int, ...] = CONNECTIONS
     warmup_s: int = PEER_WARMUP_S
 
@@ -146,6 +146,15 @@ def report_lines(entries: list[dict[str, Any]]) -> list[str]:
         f"- 1 connection: p50 {p50:.2f}x the bare server's (target <= {P50_RATIO}x: "
         f"{_verdict(p50 <= P50_RATIO)}).",
     ]
+    if any(kind == "floor" for kind, _, _ in at):
+        floor = figure(one("floor", 16), "requests_per_s")
+        floor_p50 = figure(one("floor", 1), "p50_ms") / figure(one("bare", 1), "p50_ms")
+        lines.append(
+            f"- Ray Serve's floor, an application of the same shape that does no work per "
+            f"request: {floor / figure(bare, 'requests_per_s'):.0%} of the requests/s of "
+            f"{bare['name']} at 16 connections, p50 {floor_p50:.2f}x its p50 at 1 connection; "
+            f"this project serves {rate / floor:.0%} of the floor's requests/s."
+        )
     if share < BARE_SHARE or p99 > P99_RATIO or p50 > P50_RATIO:
         lines.append(
             '- What bounds a missed target is measured below: "Where a request\'s time goes" '

@@ -133,7 +133,12 @@ def runtime_env_vars() -> dict[str, str]:
 
 def deploy(path: Path, timeout_s: float = 240.0) -> list[AppStatus]:
     """PUT the manifest's deployable applications to the cluster and wait until they run."""
-    config = deployable(load(path))
+    return deploy_config(deployable(load(path)), f"the manifest {path}", timeout_s)
+
+
+def deploy_config(config: dict[str, Any], what: str, timeout_s: float) -> list[AppStatus]:
+    """PUT a Ray Serve config (every application the cluster is to run, `what` in errors),
+    each application given the deployer's environment, and wait until they run."""
     env = runtime_env_vars()
     for app in config["applications"]:
         app.setdefault("runtime_env", {}).setdefault("env_vars", {}).update(env)
@@ -144,7 +149,7 @@ def deploy(path: Path, timeout_s: float = 240.0) -> list[AppStatus]:
     if response.status_code in REFUSED:
         raise _refused(response)
     if response.status_code >= 400:
-        raise DeployError(f"Ray rejected the manifest {path}: {response.text[-800:]}")
+        raise DeployError(f"Ray rejected {what}: {response.text[-800:]}")
     return wait_until_running([a["name"] for a in config["applications"]], timeout_s)
 
 

@@ -108,3 +108,18 @@ def test_no_pointer_to_what_bounds_the_targets_when_every_target_is_met():
     ]
     text = "\n".join(realtime.report_lines(at_bare))
     assert "missed" not in text and "What bounds a missed target" not in text
+
+
+def test_ray_serves_floor_is_set_against_the_bare_server_and_this_project():
+    assert "Ray Serve's floor" not in "\n".join(realtime.report_lines(ENTRIES))
+    with_floor = [
+        *ENTRIES,
+        realtime_entry("floor", "floor", 1, [1200, 1250, 1300], 0.9, 2.0),
+        realtime_entry("floor", "floor", 16, [2900, 3000, 3100], 4.5, 10.0),
+    ]
+    text = "\n".join(realtime.report_lines(with_floor))
+    assert (
+        "- Ray Serve's floor, an application of the same shape that does no work per request: "
+        "100% of the requests/s of bare at 16 connections, p50 1.50x its p50 at 1 connection; "
+        "this project serves 90% of the floor's requests/s."
+    ) in text

@@ -50,9 +50,16 @@ def test_realtime_loads_each_server_it_starts_at_its_own_url(monkeypatch, tmp_pa
     import contextlib
     import json
 
-    from benchmarks import bench_model_limit, peer_servers, realtime
+    from benchmarks import bench_model_limit, peer_servers, realtime, serve_floor
 
     started = []
+    floors = []
+
+    @contextlib.contextmanager
+    def floor_deployed(replicas: int):
+        floors.append(replicas)
+        yield "http://ingress/serve-floor/predict"
+
     ports = iter(range(9001, 9100))
     monkeypatch.setattr("mlops.sandbox.free_port", lambda: next(ports))
     monkeypatch.setattr(
@@ -61,12 +68,14 @@ def test_realtime_loads_each_server_it_starts_at_its_own_url(monkeypatch, tmp_pa
         lambda command, health, env: started.append(health) or contextlib.nullcontext(),
     )
     monkeypatch.setattr(peer_servers, "PEERS", ())
+    monkeypatch.setattr(serve_floor, "deployed", floor_deployed)
     monkeypatch.setattr(bench_model_limit, "bare_onnx_command", lambda b, p, w: (["onnx"], {}))
     monkeypatch.setattr(realtime, "measure", lambda targets, seconds: targets)
     body = json.dumps({"records": [{"amount": 1.0}]})
     targets = bench_serving.realtime(body, tmp_path / "model.ubj", "1", 1)
     urls = {t.name: t.url() for t in targets if t.kind not in ("ours", "ours-direct")}
     assert urls == {
+        "Ray Serve's floor (a deployment that does no work)": "http://ingress/serve-floor/predict",
         "mlflow models serve": "http://127.0.0.1:9001/invocations",
         "bare starlette + inplace_predict": "http://127.0.0.1:9002/predict",
         "bare starlette + ONNX Runtime (the model's limit)": "http://127.0.0.1:9003/predict",
@@ -76,6 +85,7 @@ def test_realtime_loads_each_server_it_starts_at_its_own_url(monkeypatch, tmp_pa
         "http://127.0.0.1:9002/predict",
         "http://127.0.0.1:9003/predict",
     ]
+    assert floors == [bench_serving.WORKERS]  # as many replicas as this project's under load
 
 
 def test_the_batch_report_compares_the_specs_replicas_with_one(monkeypatch):
