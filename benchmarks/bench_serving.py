@@ -589,25 +589,7 @@ def report(results: dict[str, Any]) -> str:
         ]
     lines += batch_replicas_lines(b.get("endpoint_replicas"))
     lines += batch_score_lines(b)
-    cpu = {
-        e["kind"]: realtime_bench.figure(e, "cpu_ms_per_request")
-        for e in realtime
-        if e["connections"] == 16
-    }
-    if cpu.get("ours") and cpu.get("bare"):
-        cores = results["cores"]
-        lines += [
-            "",
-            "## What bounds real-time throughput",
-            "",
-            f"At 16 connections the machine spends {cpu['ours']:.2f} CPU ms per request through "
-            f"Ray Serve (HAProxy, replica, router) against {cpu['bare']:.2f} ms for the bare "
-            f"server (wrk included in both). With {cores} cores that caps this project at about "
-            f"{cores * 1000 / cpu['ours']:,.0f} requests/s and the bare server at "
-            f"{cores * 1000 / cpu['bare']:,.0f}: the gap is Ray Serve's per-request work "
-            '("Where a request\'s time goes" splits one request into its parts, "Where a '
-            "replica's time goes\" a replica's time under this load into its layers).",
-        ]
+    lines += realtime_bench.bound_lines(realtime, results["cores"])
     lines += runtime_ab.report_lines(results.get("runtime"))
     lines += merging_ab.report_lines(results.get("merging"))
     lines += replicas_ab.report_lines(results.get("replicas"))

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 CONNECTIONS = (1, 16)
 ROUNDS = 3  # odd: the median is one measured round, robust to one disturbed round
 PEER_WARMUP_S = 3  # a server that does not autoscale only needs its connections warm
+MAX_ERROR_SHARE = 0.01  # a run with more non-2xx answers measures a broken server
 # targets at 16 connections (1 connection for the p50), each a ratio against a server run
 # next to this project in the same run
 PEER_MULTIPLE = 1.5  # requests/s >= 1.5x the best peer's
@@ -73,6 +74,12 @@ def measure(
             load(target.name, url, target.body, max(CONNECTIONS), target.warmup_s)
             for connections in target.connections:
                 result = load(target.name, url, target.body, connections, duration_s)
+                answered = result.requests_per_s * duration_s
+                if result.non_2xx > MAX_ERROR_SHARE * answered:
+                    raise RuntimeError(
+                        f"{target.name} ({url}) answered {result.non_2xx:,} of {answered:,.0f} "
+                        "requests with an error: its figures would time the error path"
+                    )
                 runs[(target.name, connections)].append(asdict(result))
     return [
         {
@@ -171,4 +178,40 @@ def report_lines(entries: list[dict[str, Any]]) -> list[str]:
         for e in entries
         if e["connections"] == 1
     ]
+    return lines
+
+
+def bound_lines(entries: list[dict[str, Any]], cores: int) -> list[str]:
+    """What bounds real-time throughput: the machine's CPU per request at 16 connections through
+    this project, Ray Serve's floor (when measured) and the bare server."""
+    cpu = {
+        e["kind"]: figure(e, "cpu_ms_per_request")
+        for e in entries
+        if e["connections"] == max(CONNECTIONS)
+    }
+    if not (cpu.get("ours") and cpu.get("bare")):
+        return []
+    ours, bare = cpu["ours"], cpu["bare"]
+    lines = [
+        "",
+        "## What bounds real-time throughput",
+        "",
+        f"At {max(CONNECTIONS)} connections the machine spends {ours:.2f} CPU ms per request "
+        f"through this project against {bare:.2f} ms for the bare server (wrk included in both). "
+        f"With {cores} cores that caps this project at about {cores * 1000 / ours:,.0f} "
+        f"requests/s and the bare server at {cores * 1000 / bare:,.0f}.",
+    ]
+    if floor := cpu.get("floor"):
+        lines[-1] += (
+            f" Ray Serve's floor spends {floor:.2f} ms: of the {ours - bare:.2f} ms this project "
+            f"spends beyond the bare server, {floor - bare:.2f} ms is Ray Serve's shape (HAProxy, "
+            f"the replica's HTTP server, FastAPI, Ray Serve's request path) and {ours - floor:.2f}"
+            " ms what this project's request path adds on it: validation, `@serve.batch`, the "
+            "model, the answer, the inference log and request telemetry, with Ray Serve's own "
+            "work for each."
+        )
+    lines[-1] += (
+        ' "Where a request\'s time goes" splits one request into its parts, "Where a replica\'s '
+        "time goes\" a replica's time under this load into its layers."
+    )
     return lines

@@ -4,7 +4,8 @@ settings, no access log) that does nothing per request but read the body and ans
 prediction. What it serves is the most any Ray Serve application serves on this machine.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the route's real types through the
+# class-based view Ray Serve builds (a string annotation makes `request` a query parameter).
 
 import contextlib
 from collections.abc import Iterator

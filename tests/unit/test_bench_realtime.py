@@ -61,6 +61,18 @@ def test_rounds_go_through_every_server_in_turn_and_resolve_urls_each_round():
     ]
 
 
+def test_a_server_that_answers_errors_stops_the_bench_naming_it():
+    def load(name: str, url: str, body: str, connections: int, seconds: int) -> LoadResult:
+        errors = 0 if name == "fine" else 101  # of 100 requests/s for 10 s: just over 1%
+        return LoadResult(name, connections, 100.0, 1.0, 2.0, errors, 0.5)
+
+    fine = realtime.Target("fine", lambda: "uf", "{}", "x", "x setup")
+    broken = realtime.Target("broken", lambda: "ub", "{}", "y", "y setup")
+    assert len(realtime.measure([fine], 10, rounds=1, load=load)) == 2
+    with pytest.raises(RuntimeError, match=r"broken \(ub\) answered 101 of 1,000 requests"):
+        realtime.measure([fine, broken], 10, rounds=1, load=load)
+
+
 ENTRIES = [
     realtime_entry("ours", "ours", 1, [900, 1000, 1100], 1.2, 3.0),
     realtime_entry("ours", "ours", 16, [2600, 2700, 2900], 5.0, 12.0),
@@ -123,3 +135,21 @@ def test_ray_serves_floor_is_set_against_the_bare_server_and_this_project():
         "100% of the requests/s of bare at 16 connections, p50 1.50x its p50 at 1 connection; "
         "this project serves 90% of the floor's requests/s."
     ) in text
+
+
+def test_the_throughput_bound_splits_the_cpu_beyond_the_bare_server_at_ray_serves_floor():
+    def at_16(kind: str, cpu_ms: float) -> dict:
+        entry = realtime_entry(kind, kind, 16, [1000])
+        entry["runs"][0]["cpu_ms_per_request"] = cpu_ms
+        return entry
+
+    without_floor = "\n".join(realtime.bound_lines([at_16("ours", 1.3), at_16("bare", 0.7)], 2))
+    assert "1.30 CPU ms per request through this project against 0.70 ms" in without_floor
+    assert "about 1,538 requests/s and the bare server at 2,857" in without_floor
+    assert "floor" not in without_floor
+    text = "\n".join(
+        realtime.bound_lines([at_16("ours", 1.3), at_16("floor", 0.8), at_16("bare", 0.7)], 2)
+    )
+    assert "of the 0.60 ms this project spends beyond the bare server, 0.10 ms is Ray" in text
+    assert "and 0.50 ms what this project's request path adds on it" in text
+    assert realtime.bound_lines([at_16("bare", 0.7)], 2) == []  # results without this project
