@@ -130,7 +130,7 @@ def realtime(body: str, booster: Path, version: str, duration_s: int) -> list[di
         ),
     ]
     with contextlib.ExitStack() as running:
-        floor_url = running.enter_context(serve_floor.deployed(WORKERS))
+        floor_url = running.enter_context(serve_floor.deployed(SERVICE, WORKERS))
         targets.append(
             realtime_bench.Target(
                 "Ray Serve's floor (a deployment that does no work)",

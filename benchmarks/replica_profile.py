@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 RATE_HZ = 100  # py-spy samples per second and replica
 STDLIB = sysconfig.get_paths()["stdlib"] + "/"
 SITE_PACKAGES = "/site-packages/"
+VALIDATION = "validation (pydantic)"
+MODEL_RUNTIME = "model runtime (ONNX Runtime, XGBoost, NumPy)"
+LOG_WRITES = "inference log's Arrow writes (PyArrow)"
+PROJECT = "this project's request path (serving/, services/)"
+OTHER = "other libraries"
+STANDARD_LIBRARY = "standard library alone (the event loop, mostly)"
 # site-packages prefixes of each layer, first match wins; files outside site-packages and the
 # standard library are this project's
 LAYERS = (
@@ -32,20 +38,12 @@ LAYERS = (
     ("FastAPI and Starlette (routing, request and response objects)", ("fastapi/", "starlette/")),
     ("Ray Serve (replica wrapper, request context, metrics, `@serve.batch`)", ("ray/serve/",)),
     ("Ray core", ("ray/",)),
-    ("validation (pydantic)", ("pydantic/", "pydantic_core/")),
-    ("model runtime (ONNX Runtime, XGBoost, NumPy)", ("onnxruntime/", "xgboost/", "numpy/")),
-    ("inference log's Arrow writes (PyArrow)", ("pyarrow/",)),
+    (VALIDATION, ("pydantic/", "pydantic_core/")),
+    (MODEL_RUNTIME, ("onnxruntime/", "xgboost/", "numpy/")),
+    (LOG_WRITES, ("pyarrow/",)),
 )
-PROJECT = "this project's request path (serving/, services/)"
-OTHER = "other libraries"
-STANDARD_LIBRARY = "standard library alone (the event loop, mostly)"
 # the layers that do the request's own work; the others are what serves it
-OWN_WORK = (
-    PROJECT,
-    "validation (pydantic)",
-    "model runtime (ONNX Runtime, XGBoost, NumPy)",
-    "inference log's Arrow writes (PyArrow)",
-)
+OWN_WORK = (PROJECT, VALIDATION, MODEL_RUNTIME, LOG_WRITES)
 
 
 def layer_of(path: str) -> str:

@@ -1,7 +1,8 @@
-"""Ray Serve's floor for the real-time bench: an application shaped as this project's Realtime
-deployment (a FastAPI ingress, replicas behind the same HAProxy ingress, the same Ray Serve
-settings, no access log) that does nothing per request but read the body and answer a fixed
-prediction. What it serves is the most any Ray Serve application serves on this machine.
+"""Ray Serve's floor for the real-time bench: an application shaped as a service's Realtime
+deployment (a FastAPI ingress, replicas behind the same HAProxy ingress, the deployment settings
+the manifest gives the Realtime deployment) that does nothing per request but read the body and
+answer a fixed prediction. What it serves is the most any Ray Serve application serves on this
+machine.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the route's real types through the
@@ -13,14 +14,12 @@ from collections.abc import Iterator
 from fastapi import FastAPI, Request, Response
 from ray import serve
 
-from serving.manifest import REALTIME_LOGGING
-
 NAME = "serve-floor"
 ANSWER = b'{"predictions":[{"prediction":0,"probability":0.5}]}'
 api = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
 
-@serve.deployment(max_ongoing_requests=32, logging_config=dict(REALTIME_LOGGING))
+@serve.deployment
 @serve.ingress(api)
 class Floor:
     @api.post("/predict")
@@ -33,25 +32,27 @@ app = Floor.bind()
 
 
 @contextlib.contextmanager
-def deployed(replicas: int, timeout_s: float = 240.0) -> Iterator[str]:
-    """The floor deployed with `replicas` beside the manifest's applications; yields its
+def deployed(service: str, replicas: int, timeout_s: float = 240.0) -> Iterator[str]:
+    """The floor deployed with `replicas` and the settings of `service`'s Realtime deployment
+    (its concurrency, logging and CPU share), beside the manifest's applications; yields its
     predict URL and deploys the manifest alone afterwards."""
     from services.settings import get_settings
     from serving.deploy import deploy, deploy_config
+    from serving.deployments import REALTIME
     from serving.manifest import deployable, load, manifest_path
 
     config = deployable(load(manifest_path()))
+    app = next(a for a in config["applications"] if a["name"] == service)
+    realtime = next(d for d in app["deployments"] if d["name"] == REALTIME)
+    settings = ("max_ongoing_requests", "logging_config", "ray_actor_options")
     config["applications"].append(
         {
             "name": NAME,
             "route_prefix": f"/{NAME}",
             "import_path": f"{__name__}:app",
             "deployments": [
-                {
-                    "name": Floor.name,
-                    "num_replicas": replicas,
-                    "ray_actor_options": {"num_cpus": 0.25},  # as the Realtime replicas
-                }
+                {"name": Floor.name, "num_replicas": replicas}
+                | {key: realtime[key] for key in settings}
             ],
         }
     )

@@ -56,7 +56,7 @@ def test_realtime_loads_each_server_it_starts_at_its_own_url(monkeypatch, tmp_pa
     floors = []
 
     @contextlib.contextmanager
-    def floor_deployed(replicas: int):
+    def floor_deployed(service: str, replicas: int):
         floors.append(replicas)
         yield "http://ingress/serve-floor/predict"
 
@@ -113,3 +113,35 @@ def test_the_batch_score_report_sets_the_command_beside_ray_data():
     assert "runs the job 3.00x as fast as Ray Data" in text
     assert "beyond its start its 2 scorers score at 42% of in-process" in text
     assert bench_serving.batch_score_lines({"in_process": 1e6}) == []
+
+
+def test_ray_serves_floor_gets_the_realtime_deployments_settings_and_goes_with_the_manifest(
+    monkeypatch, tmp_path
+):
+    import shutil
+
+    from benchmarks import serve_floor
+    from serving import deploy, manifest
+    from serving.deployments import REALTIME
+
+    service = bench_serving.SERVICE
+    served = tmp_path / "production.yaml"  # the manifest once the service has a version
+    shutil.copy(manifest.manifest_path(), served)
+    manifest.set_model_version(served, service, "1")
+    monkeypatch.setattr(manifest, "manifest_path", lambda: served)
+    deployed: list[dict] = []
+    monkeypatch.setattr(deploy, "deploy_config", lambda config, what, t: deployed.append(config))
+    monkeypatch.setattr(
+        deploy, "deploy", lambda path, t: deployed.append(manifest.deployable(manifest.load(path)))
+    )
+    with serve_floor.deployed(service, 2) as url:
+        assert url.endswith(f"/{serve_floor.NAME}/predict")
+    with_floor, manifest_alone = deployed
+    floor = next(a for a in with_floor["applications"] if a["name"] == serve_floor.NAME)
+    app = next(a for a in with_floor["applications"] if a["name"] == service)
+    realtime = next(d for d in app["deployments"] if d["name"] == REALTIME)
+    (deployment,) = floor["deployments"]
+    assert deployment["num_replicas"] == 2
+    for key in ("max_ongoing_requests", "logging_config", "ray_actor_options"):
+        assert deployment[key] == realtime[key]
+    assert [a["name"] for a in manifest_alone["applications"]] == [service]  # the floor gone
