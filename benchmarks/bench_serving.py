@@ -80,8 +80,9 @@ WARMUP_S = 30  # > upscale_delay_s + a replica's start-up: autoscaling has settl
 
 OURS_DOES = (
     "reads named records, validates each field against the served version's spec (types, "
-    "ranges, categories), encodes, predicts (`@serve.batch`), answers with row ids, appends "
-    "every row to the write-ahead inference log, records request metrics"
+    "ranges, categories), encodes, predicts (concurrent requests merged into one model call), "
+    "answers with row ids, appends every row to the write-ahead inference log, records request "
+    "metrics"
 )
 MLFLOW_DOES = (
     "parses `dataframe_records` into pandas, checks them against the model signature, encodes "
@@ -509,9 +510,9 @@ DEFAULTS = """## Why the serving defaults are what they are
   large share of a replica's CPU per request (the inference log records every row anyway), and
   HAProxy's per-request metrics log is parsed in Python (A/B table in docs/SERVING.md).
 - **Request merging `{max_requests: 64, wait_ms: 0}`** (each spec's `serving.request_merging`,
-  applied to Ray Serve's `@serve.batch`): requests already queued are scored in one model call;
-  none waits for company, since any wait adds straight to single-connection latency (the
-  merging A/B below).
+  applied by serving/merging.py): requests already queued on the replica's event loop are scored
+  in one model call; none waits for company, since any wait adds straight to single-connection
+  latency (the merging A/B below).
 - **Calls of up to 32 rows on ONNX Runtime** (`MLOPS_SERVING_RUNTIME=onnx`), on the version's
   conversion that registration checked against XGBoost on every test row; larger calls on
   XGBoost's `inplace_predict` (the runtime A/B below, MODEL_LIMIT.md for the crossover).

@@ -83,6 +83,6 @@ def report_lines(stages: dict[str, float] | None, realtime: list[dict[str, Any]]
         "`inplace_predict` call"
         + (f", {p50['limit']:.0f} µs with ONNX Runtime's call instead" if "limit" in p50 else "")
         + ": the replica framework's share above is what Ray Serve (its HTTP server, router, "
-        "`@serve.batch`, request telemetry) adds to that.",
+        "request merging, request telemetry) adds to that.",
     ]
     return lines

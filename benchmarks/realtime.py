@@ -206,7 +206,7 @@ def bound_lines(entries: list[dict[str, Any]], cores: int) -> list[str]:
             f" Ray Serve's floor spends {floor:.2f} ms: of the {ours - bare:.2f} ms this project "
             f"spends beyond the bare server, {floor - bare:.2f} ms is Ray Serve's shape (HAProxy, "
             f"the replica's HTTP server, FastAPI, Ray Serve's request path) and {ours - floor:.2f}"
-            " ms what this project's request path adds on it: validation, `@serve.batch`, the "
+            " ms what this project's request path adds on it: validation, request merging, the "
             "model, the answer, the inference log and request telemetry, with Ray Serve's own "
             "work for each."
         )

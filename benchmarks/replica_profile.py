@@ -36,7 +36,7 @@ STANDARD_LIBRARY = "standard library alone (the event loop, mostly)"
 LAYERS = (
     ("HTTP server (uvicorn, httptools)", ("uvicorn/", "httptools/", "h11/", "uvloop/")),
     ("FastAPI and Starlette (routing, request and response objects)", ("fastapi/", "starlette/")),
-    ("Ray Serve (replica wrapper, request context, metrics, `@serve.batch`)", ("ray/serve/",)),
+    ("Ray Serve (replica wrapper, request context, metrics)", ("ray/serve/",)),
     ("Ray core", ("ray/",)),
     (VALIDATION, ("pydantic/", "pydantic_core/")),
     (MODEL_RUNTIME, ("onnxruntime/", "xgboost/", "numpy/")),

@@ -205,8 +205,8 @@ class Autoscaling(_Strict):
 
 
 class RequestMerging(_Strict):
-    """Concurrent real-time calls a replica scores in one model call (Ray Serve's
-    `@serve.batch`): up to `max_requests` of those queued, after waiting `wait_ms` for company
+    """Concurrent real-time calls a replica scores in one model call (serving/merging.py):
+    up to `max_requests` of those queued, after waiting `wait_ms` for company
     (0: only requests already queued are merged, none waits)."""
 
     max_requests: int = Field(default=64, ge=1, le=1_024)

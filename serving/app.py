@@ -64,15 +64,16 @@ from serving.api import (
 from serving.auth import ApiKeyAuth
 from serving.deployments import BATCH, MODEL_VERSION_KEY, REALTIME, REQUEST_MERGING_KEY
 from serving.log_writer import log_writer, recover_in_background
+from serving.merging import CallMerger
 from serving.model_slot import LoadedModel, ModelSlot
 from serving.protocol import PREDICTIONS
 from serving.routing import ROLLOUT_KEY, ROUTING_HEADER, RolloutTraffic, Route, Router
 from serving.telemetry import RequestTelemetry, started_at
 
 log = logging.getLogger(__name__)
-DEFAULT_MERGING = RequestMerging()  # replaced by the application's own in each replica
 Parse = Callable[[ServiceApi, bytes], list[dict[str, Any]]]  # body -> validated records
 Shape = Callable[[str, list[dict[str, Any]]], dict[str, Any]]  # version, predictions -> body
+Call = tuple[LoadedModel, list[dict[str, Any]]]  # a request's records and the version parsing them
 
 
 class AppArgs(BaseModel):
@@ -83,7 +84,7 @@ class AppArgs(BaseModel):
     service: str
     max_request_rows: int = Field(ge=1)
     max_batch_rows: int = Field(ge=1)
-    request_merging: RequestMerging = DEFAULT_MERGING
+    request_merging: RequestMerging = RequestMerging()
 
 
 def _encode(payload: Any) -> bytes:
@@ -117,6 +118,20 @@ def _predict_body(version: str, predictions: list[dict[str, Any]]) -> dict[str, 
 def _invocations_body(version: str, predictions: list[dict[str, Any]]) -> dict[str, Any]:
     """MLflow's scoring answer: predictions without request ids."""
     return {PREDICTIONS: [{k: v for k, v in p.items() if k != REQUEST_ID} for p in predictions]}
+
+
+def score_merged(calls: list[Call]) -> list[np.ndarray]:
+    """Raw model output per merged call; calls parsed by one version are scored by it in one
+    model call (during a swap a merge may hold two)."""
+    out: list[np.ndarray] = []
+    for _, group in itertools.groupby(calls, key=lambda call: id(call[0])):
+        items = list(group)
+        raw = items[0][0].model.predict_records([row for _, batch in items for row in batch])
+        start = 0
+        for _, batch in items:
+            out.append(raw[start : start + len(batch)])
+            start += len(batch)
+    return out
 
 
 def _replica_id() -> str:
@@ -220,8 +235,9 @@ def realtime_deployment(args: AppArgs) -> Any:
             self.batch = batch
             self.max_batch_rows = settings.max_batch_rows
             self.merging = settings.request_merging
-            self._score.set_max_batch_size(self.merging.max_requests)
-            self._score.set_batch_wait_timeout_s(self.merging.wait_ms / 1_000)
+            self._score = CallMerger(
+                score_merged, self.merging.max_requests, self.merging.wait_ms / 1_000
+            )
             self.auth = ApiKeyAuth.from_env()  # MLOPS_API_KEY; off when unset
             self.feedback_log = log_writer(self.service, FEEDBACK_KIND, f"feedback-{_replica_id()}")
             self.candidate = ModelSlot(self.service, settings.max_request_rows)
@@ -246,28 +262,6 @@ def realtime_deployment(args: AppArgs) -> Any:
                 await self.candidate.switch_to(traffic.candidate)
             if self.candidate.current and self.candidate.current.version == traffic.candidate:
                 self.router = Router(traffic)
-
-        @serve.batch(
-            max_batch_size=DEFAULT_MERGING.max_requests,
-            batch_wait_timeout_s=DEFAULT_MERGING.wait_ms / 1_000,
-        )
-        async def _score(
-            self, versions: list[LoadedModel], batches: list[list[dict[str, Any]]]
-        ) -> list[np.ndarray]:
-            """Raw model output per request; requests parsed by one version are scored by it
-            (during a swap a batch may hold two)."""
-            out: list[np.ndarray] = []
-            pairs = list(zip(versions, batches, strict=True))
-            for _, group in itertools.groupby(pairs, key=lambda pair: id(pair[0])):
-                items = list(group)
-                model = items[0][0].model
-                rows = [record for _, batch in items for record in batch]
-                raw = model.predict_records(rows)
-                start = 0
-                for _, batch in items:
-                    out.append(raw[start : start + len(batch)])
-                    start += len(batch)
-            return out
 
         def _admit(self, request: Request) -> LoadedModel:
             """The version that will answer an authenticated request (401, then 503)."""
@@ -340,7 +334,7 @@ def realtime_deployment(args: AppArgs) -> Any:
                 served, variant = self._answering(request, route)
                 body = await self._read(request, served.api.max_rows)
                 records = parse(served.api, body)
-                raw = await self._score(served, records)
+                raw = await self._score((served, records))
                 key = new_request()
                 predictions = served.api.predictions(raw, row_ids(key, len(records)))
                 response = _json(shape(served.version, predictions))

@@ -58,7 +58,7 @@ def test_the_report_gives_shares_largest_first_and_the_requests_own_work():
     text = "\n".join(
         report_lines(
             {
-                "Ray Serve (replica wrapper, request context, metrics, `@serve.batch`)": 60,
+                "Ray Serve (replica wrapper, request context, metrics)": 60,
                 PROJECT: 30,
                 "validation (pydantic)": 10,
             }

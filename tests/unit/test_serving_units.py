@@ -239,8 +239,7 @@ def test_a_replica_merges_requests_as_its_application_says_and_reports_it(tmp_pa
     replica = object.__new__(realtime)
     super(realtime, replica).__init__(args, None)  # the class under Serve's ingress wrapper
     try:
-        assert replica._score._get_max_batch_size() == 5
-        assert replica._score._get_batch_wait_timeout_s() == 0.0025
+        assert (replica._score.max_items, replica._score.wait_s) == (5, 0.0025)
         replica.slot.adopt(LoadedModel("1", SimpleNamespace(runtime="onnx"), object()))  # type: ignore[arg-type]
         health = asyncio.run(replica.health())
         assert orjson.loads(health.body)[REQUEST_MERGING_KEY] == {"max_requests": 5, "wait_ms": 2.5}

@@ -8,6 +8,8 @@ import json
 import time
 from typing import Any
 
+import numpy as np
+import orjson
 import pandas as pd
 import pytest
 import xgboost as xgb
@@ -109,12 +111,6 @@ def replicas(log_uri, loaded):
     realtime = object.__new__(cls)
     cls.__mro__[1].__init__(realtime, app_args(loaded), BatchHandle(batch))
     realtime.slot.current = loaded
-
-    async def score(served: LoadedModel, records: list[dict]) -> Any:  # @serve.batch needs Ray
-        model = served.model
-        return model.predict_matrix(model.encoder.encode_records(records))
-
-    realtime._score = score
     yield cls, realtime, batch
     for replica in (realtime, batch):
         replica.predictions_log.close()
@@ -213,7 +209,7 @@ def test_refused_requests_are_recorded_without_their_body(
 def test_failed_and_cancelled_requests_are_recorded_and_raised(replicas, log_uri, failure, status):
     cls, realtime, _ = replicas
 
-    async def broken(served: LoadedModel, records: list[dict]) -> Any:
+    async def broken(call: tuple[LoadedModel, list[dict]]) -> Any:
         raise failure
 
     realtime._score = broken
@@ -334,3 +330,51 @@ def test_the_dashboard_and_the_docs_query_what_the_replicas_export():
         assert set(re.findall(r"ray_mlops_\w+", text)) == exported
         grouped = {k.strip() for by in re.findall(r"by \(([^)]*)\)", text) for k in by.split(",")}
         assert grouped <= {*TAG_KEYS, "le"}
+
+
+def test_concurrent_requests_share_one_model_call_and_each_gets_its_own_rows(replicas, monkeypatch):
+    cls, realtime, _ = replicas
+    calls: list[int] = []
+    predict_records = ScoringModel.predict_records
+
+    def counted(model: ScoringModel, records: list[dict]) -> Any:
+        calls.append(len(records))
+        return predict_records(model, records)
+
+    monkeypatch.setattr(ScoringModel, "predict_records", counted)
+    bodies = [body(1), body(3), body(2)]
+
+    async def concurrently() -> list[Any]:
+        return await asyncio.gather(*(cls.predict(realtime, request(b)) for b in bodies))
+
+    merged = asyncio.run(concurrently())
+    alone = [asyncio.run(cls.predict(realtime, request(b))) for b in bodies]
+    close(*replicas)
+
+    assert calls == [6, 1, 3, 2]  # the concurrent three in one call, then one call each
+    for together, single in zip(merged, alone, strict=True):
+        answer = [p["probability"] for p in orjson.loads(together.body)["predictions"]]
+        assert answer == [p["probability"] for p in orjson.loads(single.body)["predictions"]]
+
+
+def test_a_merge_holding_two_versions_scores_each_requests_rows_with_its_own(loaded):
+    other = LoadedModel(
+        "8",
+        ScoringModel(
+            loaded.model.spec,
+            xgb.train(
+                {"objective": "binary:logistic", "max_depth": 3},
+                frame_matrix(loaded.model.spec, generate(loaded.model.spec, 300, 5)),
+                9,
+            ),
+        ),
+        loaded.api,
+    )
+    records = [json.loads(body(n))["records"] for n in (2, 1, 3)]
+    calls = [(loaded, records[0]), (other, records[1]), (loaded, records[2])]
+
+    raw = serving_app.score_merged(calls)
+
+    for (version, rows), out in zip(calls, raw, strict=True):
+        np.testing.assert_array_equal(out, version.model.predict_records(rows))
+    assert not np.array_equal(raw[1], loaded.model.predict_records(records[1]))
