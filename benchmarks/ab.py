@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.load import LoadResult, run_wrk
+from serving.deployments import REALTIME
 
 log = logging.getLogger(__name__)
 CONNECTIONS = 16
@@ -48,6 +49,20 @@ class Load:
 
     def run(self, name: str, seconds: int) -> LoadResult:
         return self.measure(name, self.url, self.body, self.connections, seconds)
+
+
+def replicas(service: str, deployment: str = REALTIME) -> list[Any]:
+    """`service`'s replicas of `deployment` (Ray Serve's `ReplicaDetails`), from its REST API."""
+    from serving.deploy import applications
+
+    return applications()[service].deployments[deployment].replicas
+
+
+def running_replicas(service: str, deployment: str = REALTIME) -> list[Any]:
+    """The RUNNING ones of `replicas`."""
+    from ray.serve.schema import ReplicaState
+
+    return [r for r in replicas(service, deployment) if r.state == ReplicaState.RUNNING]
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ class Target:
     kind: str = "peer"  # "ours", "ours-direct", "floor", "peer", "bare" or "limit"
     connections: tuple[int, ...] = CONNECTIONS
     warmup_s: int = PEER_WARMUP_S
+    replicas: Callable[[], int] | None = None  # an autoscaled server's replicas, read each run
 
 
 def replica_url(service: str, path: str, state_dir: Path) -> str:
@@ -80,7 +81,10 @@ def measure(
                         f"{target.name} ({url}) answered {result.non_2xx:,} of {answered:,.0f} "
                         "requests with an error: its figures would time the error path"
                     )
-                runs[(target.name, connections)].append(asdict(result))
+                run = asdict(result)
+                if target.replicas is not None:  # what autoscaling gave the load just measured
+                    run["replicas"] = target.replicas()
+                runs[(target.name, connections)].append(run)
     return [
         {
             "name": t.name,
@@ -161,6 +165,12 @@ def report_lines(entries: list[dict[str, Any]]) -> list[str]:
             f"request: {floor / figure(bare, 'requests_per_s'):.0%} of the requests/s of "
             f"{bare['name']} at 16 connections, p50 {floor_p50:.2f}x its p50 at 1 connection; "
             f"this project serves {rate / floor:.0%} of the floor's requests/s."
+        )
+    if "replicas" in ours["runs"][0]:
+        counts = ", ".join(str(run["replicas"]) for run in ours["runs"])
+        lines.append(
+            f"- {ours['name']}: Realtime replicas running at the end of each 16-connection run "
+            f"(autoscaled): {counts}."
         )
     if share < BARE_SHARE or p99 > P99_RATIO or p50 > P50_RATIO:
         lines.append(

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from benchmarks.ab import Load
+from benchmarks.ab import Load, running_replicas
 from benchmarks.servers import BIN
 
 log = logging.getLogger(__name__)
@@ -86,13 +86,7 @@ def layer_samples(raw_lines: Iterable[str]) -> Counter[str]:
 
 
 def realtime_replica_pids(service: str) -> list[int]:
-    from ray.serve.schema import ReplicaState
-
-    from serving.deploy import applications
-    from serving.manifest import REALTIME
-
-    replicas = applications()[service].deployments[REALTIME].replicas
-    return [r.pid for r in replicas if r.state == ReplicaState.RUNNING and r.pid]
+    return [r.pid for r in running_replicas(service) if r.pid]
 
 
 def profile(load: Load, service: str) -> dict[str, int]:

@@ -24,6 +24,8 @@ from benchmarks.ab import (
     alternate,
     deploy_edited,
     median_rates,
+    replicas,
+    running_replicas,
     table,
 )
 from benchmarks.load import LoadResult
@@ -47,14 +49,9 @@ def describe(count: int) -> str:
     return f"{count} replica{'s' * (count > 1)} ({count / cores:g} per core)"
 
 
-def running_replicas(deployment: str = REALTIME) -> tuple[int, int]:
+def replica_counts(deployment: str = REALTIME) -> tuple[int, int]:
     """SERVICE's replicas of `deployment`: RUNNING, and all of them (starting or stopping too)."""
-    from ray.serve.schema import ReplicaState
-
-    from serving.deploy import applications
-
-    replicas = applications()[SERVICE].deployments[deployment].replicas
-    return sum(r.state == ReplicaState.RUNNING for r in replicas), len(replicas)
+    return len(running_replicas(SERVICE, deployment)), len(replicas(SERVICE, deployment))
 
 
 @contextlib.contextmanager
@@ -64,7 +61,7 @@ def replicas_deployed(count: int, deployment: str = REALTIME) -> Iterator[None]:
 
     deploy_edited(SERVICE, functools.partial(hold_replicas, count, deployment=deployment))
     deadline = time.monotonic() + WAIT_S
-    while (running := running_replicas(deployment)) != (count, count):
+    while (running := replica_counts(deployment)) != (count, count):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{count} running {deployment} replicas not reached: {running}")
         time.sleep(1)

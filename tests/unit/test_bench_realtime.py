@@ -73,6 +73,29 @@ def test_a_server_that_answers_errors_stops_the_bench_naming_it():
         realtime.measure([fine, broken], 10, rounds=1, load=load)
 
 
+def test_an_autoscaled_servers_replicas_are_read_after_each_run_and_reported():
+    counts = iter([1, 2, 2, 2])
+
+    def load(name: str, url: str, body: str, connections: int, seconds: int) -> LoadResult:
+        return LoadResult(name, connections, 100.0, 1.0, 2.0, 0, 0.5)
+
+    ours = realtime.Target(
+        "ours", lambda: "uo", "{}", "x", "x setup", "ours", replicas=lambda: next(counts)
+    )
+    bare = realtime.Target("bare", lambda: "ub", "{}", "y", "y setup", "bare")
+    entries = realtime.measure([ours, bare], 10, rounds=2, load=load)
+
+    assert [[run.get("replicas") for run in e["runs"]] for e in entries] == [
+        [1, 2],  # 1 connection, rounds 1 and 2
+        [2, 2],  # 16 connections
+        [None, None],
+        [None, None],
+    ]
+    text = "\n".join(realtime.report_lines(entries))
+    assert "- ours: Realtime replicas running at the end of each 16-connection run" in text
+    assert "(autoscaled): 2, 2." in text
+
+
 ENTRIES = [
     realtime_entry("ours", "ours", 1, [900, 1000, 1100], 1.2, 3.0),
     realtime_entry("ours", "ours", 16, [2600, 2700, 2900], 5.0, 12.0),
