@@ -4,9 +4,8 @@ A replica's requests run on one event loop. A call here queues its item and awai
 the queue is scored in one call of `score` as soon as the loop has run what was ready when the
 first item arrived (or after `wait_s`, or when `max_items` are queued), so requests already in
 the loop share a model call and none waits for company unless told to. This is what Ray Serve's
-`@serve.batch` does with a wait of 0, for a future and a scheduled callback per merged call
-instead of its per-call signature binding, queue task and metrics (benchmarks/RESULTS.md,
-"Why replicas merge concurrent requests without waiting").
+`@serve.batch` does, for a future per call and a scheduled callback per merge instead of its
+per-call signature binding, queue task and per-batch metrics.
 """
 
 from __future__ import annotations
