@@ -39,11 +39,10 @@ def deployed(service: str, replicas: int, timeout_s: float = 240.0) -> Iterator[
     from services.settings import get_settings
     from serving.deploy import deploy, deploy_config
     from serving.deployments import REALTIME
-    from serving.manifest import deployable, load, manifest_path
+    from serving.manifest import application, deployable, deployment_of, load, manifest_path
 
     config = deployable(load(manifest_path()))
-    app = next(a for a in config["applications"] if a["name"] == service)
-    realtime = next(d for d in app["deployments"] if d["name"] == REALTIME)
+    realtime = deployment_of(application(config, service), REALTIME)
     settings = ("max_ongoing_requests", "logging_config", "ray_actor_options")
     config["applications"].append(
         {

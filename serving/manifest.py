@@ -147,20 +147,20 @@ def versions(path: Path) -> dict[str, str | None]:
     return {app["name"]: _deployment_version(app["deployments"][0]) for app in doc["applications"]}
 
 
-def _deployment(app: Any, name: str) -> Any:
+def deployment_of(app: Any, name: str) -> Any:
     return next(d for d in app["deployments"] if d["name"] == name)
 
 
 def hold_replicas(count: int, app: Any, deployment: str = REALTIME) -> None:
     """Edit an application entry to hold exactly `count` replicas of `deployment` (min =
     initial = max)."""
-    _deployment(app, deployment)["autoscaling_config"].update(
+    deployment_of(app, deployment)["autoscaling_config"].update(
         min_replicas=count, initial_replicas=count, max_replicas=count
     )
 
 
 def _rollout_of(app: Any) -> RolloutTraffic | None:
-    raw = (_deployment(app, REALTIME).get("user_config") or {}).get(ROLLOUT_KEY)
+    raw = (deployment_of(app, REALTIME).get("user_config") or {}).get(ROLLOUT_KEY)
     return None if raw is None else RolloutTraffic.model_validate(_plain(raw))
 
 
@@ -202,7 +202,7 @@ def set_model_version(
             None if version is None else str(version)
         )
     if rollout is not _KEEP:
-        config = _deployment(app, REALTIME)["user_config"]
+        config = deployment_of(app, REALTIME)["user_config"]
         if rollout is None:
             config.pop(ROLLOUT_KEY, None)
         else:
@@ -282,7 +282,7 @@ def render_application(
 
 def _versions_of(app: Any) -> tuple[str | None, dict[str, Any] | None]:
     """An application's stable version and its rollout (None: none in progress)."""
-    rollout = (_deployment(app, REALTIME).get("user_config") or {}).get(ROLLOUT_KEY)
+    rollout = (deployment_of(app, REALTIME).get("user_config") or {}).get(ROLLOUT_KEY)
     return _deployment_version(app["deployments"][0]), _plain(rollout)
 
 

@@ -22,15 +22,21 @@ class Scorer:
         return [2 * item for item in items]
 
 
-def test_calls_already_on_the_loop_share_one_call_and_each_gets_its_own_answer():
+@pytest.mark.parametrize(
+    ("max_items", "merged"),
+    [(64, [[0, 1, 2, 3, 4]]), (2, [[0, 1], [2, 3], [4]])],  # all at once; never above the limit
+)
+def test_calls_already_on_the_loop_share_calls_of_at_most_max_items_each_answered(
+    max_items, merged
+):
     scorer = Scorer()
 
     async def main() -> list[int]:
-        merger = CallMerger(scorer, max_items=64, wait_s=0)
+        merger = CallMerger(scorer, max_items=max_items, wait_s=0)
         return await asyncio.gather(*(merger(item) for item in range(5)))
 
     assert asyncio.run(main()) == [0, 2, 4, 6, 8]
-    assert scorer.calls == [[0, 1, 2, 3, 4]]
+    assert scorer.calls == merged
 
 
 def test_a_lone_call_never_waits_for_company_and_later_calls_start_a_new_merge():
@@ -43,17 +49,6 @@ def test_a_lone_call_never_waits_for_company_and_later_calls_start_a_new_merge()
 
     assert asyncio.run(main()) == [2, 4]
     assert scorer.calls == [[1], [2]]
-
-
-def test_no_call_holds_more_than_max_items():
-    scorer = Scorer()
-
-    async def main() -> list[int]:
-        merger = CallMerger(scorer, max_items=2, wait_s=0)
-        return await asyncio.gather(*(merger(item) for item in range(5)))
-
-    assert asyncio.run(main()) == [0, 2, 4, 6, 8]
-    assert scorer.calls == [[0, 1], [2, 3], [4]]
 
 
 def test_a_wait_merges_calls_that_arrive_within_it():
